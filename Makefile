@@ -1,0 +1,37 @@
+# NeuroCore Console — make run · make test · make bench
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.13 2>/dev/null || echo python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test lint bench
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 13) else "NeuroCore Console needs Python 3.13 or newer, found " + sys.version.split()[0] + ". Install it (e.g. pyenv install 3.13) and run make again; .python-version selects it.")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+## Start the console on SQLite at http://$(HOST):$(PORT)
+run: install
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py migrate --no-input
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## Install everything, lint, and run the whole test suite (on $$DATABASE_URL, default SQLite)
+test: lint
+	$(VENV)/bin/pytest
+
+## Benchmarks (not run by CI): SQLite, then PostgreSQL at $(POSTGRES_URL)
+bench: install
+	$(PY) bench/store_bench.py
+	DATABASE_URL=$(POSTGRES_URL) $(PY) bench/store_bench.py

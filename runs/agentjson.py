@@ -1,0 +1,60 @@
+"""JSON for agent data: stores anything NeuroCore's SQLiteRunStore stores.
+
+NeuroCore serialises run data with ``json.dumps(value, default=str)``: values JSON
+cannot hold become strings, and NaN, Infinity, NUL characters and lone
+surrogates pass through. PostgreSQL's ``jsonb`` refuses the last four and
+SQLite's ``JSON_VALID`` check refuses NaN and Infinity; ``jsonb`` also rewrites
+numbers (the float ``1e+16`` comes back as an integer, ``-0.0`` as ``0.0``). Such
+a document is stored as a one-key wrapper holding its JSON text (pure ASCII,
+always accepted) and unwrapped on load, identically on both databases. Every
+other document is stored as plain JSON that the database can query. A document
+that happens to look like the wrapper is wrapped too, so decoding is never
+ambiguous.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+WRAPPER_KEY = "__neurocore_console_json__"
+
+# What jsonb cannot hold or would not give back as written: the NUL escape
+# json.dumps writes, lone surrogates (written raw when ensure_ascii is off;
+# valid pairs are already combined), floats in exponent form and negative zero.
+# A match inside a string only costs an unneeded (lossless) wrap.
+_UNSTORABLE = re.compile(r"\\u0000|[\ud800-\udfff]|[0-9][eE]|-0\.0(?![0-9])")
+
+
+def _is_wrapper_shaped(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and WRAPPER_KEY in value
+
+
+class AgentJSONEncoder(json.JSONEncoder):
+    """Encode like ``json.dumps(value, default=str)``, wrapping what jsonb refuses."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["default"] = str
+        kwargs["ensure_ascii"] = False
+        kwargs["allow_nan"] = False
+        super().__init__(**kwargs)
+
+    def encode(self, o: Any) -> str:
+        try:
+            text = super().encode(o)
+        except ValueError:  # NaN or Infinity somewhere in the document
+            text = None
+        if text is None or _UNSTORABLE.search(text) or _is_wrapper_shaped(o):
+            return json.dumps({WRAPPER_KEY: json.dumps(o, default=str)})
+        return text
+
+
+class AgentJSONDecoder(json.JSONDecoder):
+    """Decode what :class:`AgentJSONEncoder` wrote, unwrapping wrapped documents."""
+
+    def decode(self, s: str, *args: Any, **kwargs: Any) -> Any:
+        value = super().decode(s, *args, **kwargs)
+        if _is_wrapper_shaped(value) and isinstance(value[WRAPPER_KEY], str):
+            return json.loads(value[WRAPPER_KEY])
+        return value

@@ -1,0 +1,41 @@
+"""The NeuroCore project whose skills execute and resume the console's runs.
+
+The project lives at ``settings.NEUROCORE_PROJECT_ROOT`` (a folder with
+``neurocore.yaml``, ``skills/`` and ``blueprints/``), loaded with NeuroCore's own
+``load_config`` and ``discover_skills``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from neurocore.config.loader import load_config
+from neurocore.config.schema import NeuroCoreConfig
+from neurocore.runtime.blueprint import Blueprint, load_blueprint
+from neurocore.skills.loader import discover_skills
+from neurocore.skills.registry import SkillRegistry
+
+
+@dataclass(frozen=True)
+class NeuroCoreProject:
+    """A loaded NeuroCore project: its configuration and skill registry."""
+
+    root: Path
+    config: NeuroCoreConfig
+    registry: SkillRegistry
+
+    def blueprint(self, name: str) -> Blueprint:
+        """Load a blueprint file from the project's blueprints folder (or a path)."""
+        path = Path(name)
+        if not path.is_absolute():
+            path = self.config.resolve_path(self.config.paths.blueprints) / path
+        return load_blueprint(path)
+
+
+def load_project(root: Path | str | None = None) -> NeuroCoreProject:
+    """Load the NeuroCore project at ``root`` (default: ``NEUROCORE_PROJECT_ROOT``)."""
+    project_root = Path(root or settings.NEUROCORE_PROJECT_ROOT).resolve()
+    config = load_config(project_root=project_root)
+    return NeuroCoreProject(root=project_root, config=config, registry=discover_skills(config))
