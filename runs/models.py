@@ -78,19 +78,24 @@ class Run(models.Model):
 
 
 class Step(models.Model):
-    """One component invocation within a run (NeuroCore's ``StepRecord``)."""
+    """One component invocation within a run (NeuroCore's ``StepRecord``).
+
+    Keyed by ``(run_id, step_index)`` like NeuroCore's own ``steps`` table: no
+    surrogate id to maintain on every write.
+    """
 
     class Status(models.TextChoices):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
 
+    pk = models.CompositePrimaryKey("run_id", "step_index")
     run = models.ForeignKey(
         Run,
         on_delete=models.DB_CASCADE,
         related_name="steps",
         db_column="run_id",
-        db_index=False,  # the (run, step_index) unique index serves lookups by run
+        db_index=False,  # the (run_id, step_index) primary key serves lookups by run
     )
     step_index = models.BigIntegerField()
     component = models.TextField()
@@ -105,7 +110,6 @@ class Step(models.Model):
     class Meta:
         ordering = ["run_id", "step_index"]
         constraints = [
-            models.UniqueConstraint(fields=["run", "step_index"], name="step_run_index_unique"),
             models.CheckConstraint(
                 condition=models.Q(status__in=["completed", "failed", "skipped"]),
                 name="step_status_valid",

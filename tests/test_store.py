@@ -447,3 +447,73 @@ def test_checkpoint_store_round_trips_and_deletes() -> None:
     checkpoints.delete(checkpoint.checkpoint_id)
     assert checkpoints.load(checkpoint.checkpoint_id) is None
     assert not Checkpoint.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("upsert", "values"),
+    [
+        (
+            "UPSERT_RUN",
+            {
+                "run_id": "r",
+                "blueprint_name": "b",
+                "blueprint_version": "1",
+                "blueprint_path": None,
+                "blueprint_snapshot": {"x": math.nan},
+                "flow_type": "graph",
+                "status": "failed",
+                "initial_data": {"a": [1, "ü"]},
+                "final_context": None,
+                "error": "boom",
+                "suspended_at_node": None,
+                "suspension_reason": None,
+                "checkpoint_id": "cp",
+                "created_at": T0,
+                "updated_at": T0 + timedelta(seconds=1),
+                "duration_ms": 2.5,
+            },
+        ),
+        (
+            "UPSERT_STEP",
+            {
+                "run_id": "r",
+                "step_index": 3,
+                "component": "c",
+                "skill_type": None,
+                "status": "completed",
+                "started_at": T0,
+                "duration_ms": None,
+                "error": None,
+                "output_keys": ["k"],
+                "context_snapshot": {"data": {}},
+            },
+        ),
+        (
+            "UPSERT_CHECKPOINT",
+            {
+                "checkpoint_id": "cp",
+                "flow_config": {"f": 1},
+                "context": {"c": "\x00"},
+                "created_at": T0,
+            },
+        ),
+    ],
+)
+def test_prepared_upsert_binds_what_djangos_compiler_binds(upsert: str, values: dict) -> None:
+    """The cached statement gets exactly the parameters Django would compile."""
+    from django.db import connection
+
+    from runs import store
+
+    prepared = getattr(store, upsert)
+    _, compiled_params = prepared.compile(values, "default")
+    params = prepared.params(values, connection)
+    assert [_plain(p) for p in params] == [_plain(p) for p in compiled_params]
+
+
+def _plain(param: Any) -> Any:
+    """psycopg's Jsonb wrapper compares by identity: compare its dumped text."""
+    if hasattr(param, "obj") and hasattr(param, "dumps"):
+        return param.dumps(param.obj)
+    return param
