@@ -8,7 +8,9 @@ value that fits on SQLite fits on PostgreSQL too.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from runs.agentjson import AgentJSONDecoder, AgentJSONEncoder
 
@@ -20,6 +22,21 @@ class AgentJSONField(models.JSONField):
         kwargs.setdefault("encoder", AgentJSONEncoder)
         kwargs.setdefault("decoder", AgentJSONDecoder)
         super().__init__(*args, **kwargs)
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    """Read helpers over runs."""
+
+    def awaiting_decision(self) -> RunQuerySet:
+        """Suspended runs whose current suspension nobody has decided yet."""
+        decided = Decision.objects.filter(
+            run_id=models.OuterRef("run_id"),
+            gate=models.OuterRef("suspended_at_node"),
+            suspended_at=models.OuterRef("updated_at"),
+        )
+        return self.filter(status=Run.Status.SUSPENDED, suspended_at_node__isnull=False).exclude(
+            models.Exists(decided)
+        )
 
 
 class Run(models.Model):
@@ -48,6 +65,8 @@ class Run(models.Model):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     duration_ms = models.FloatField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -134,3 +153,146 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return self.checkpoint_id
+
+
+
+
+class Source(models.TextChoices):
+    """Where a person acted from."""
+
+    WEB = "web", "Web"
+    CLI = "cli", "Command line"
+
+
+class Decision(models.Model):
+    """The approval audit: who approved or rejected which suspension, when and why.
+
+    Append-only: the database refuses UPDATE and DELETE of a row (triggers on
+    SQLite and PostgreSQL). The run is referenced without a constraint so a
+    decision outlives its run; the decider likewise outlives their account,
+    with a text snapshot of who they were. One decision per suspension: a
+    suspension is the run's gate and the instant it was suspended
+    (``Run.updated_at`` while it waits).
+    """
+
+    run = models.ForeignKey(
+        Run,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="decisions",
+        db_column="run_id",
+    )
+    gate = models.TextField(help_text="The node the run was suspended at.")
+    suspended_at = models.DateTimeField(help_text="When the run was suspended at the gate.")
+    approved = models.BooleanField()
+    note = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+    )
+    decided_by_identity = models.TextField(help_text="Who decided, as they were known then.")
+    decided_at = models.DateTimeField(default=timezone.now, db_index=True)
+    source = models.CharField(max_length=8, choices=Source)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    gate_message = models.TextField(help_text="The question the approver was shown.")
+    evidence_digest = models.CharField(
+        max_length=64, help_text="SHA-256 of the run data the approver was shown."
+    )
+
+    class Meta:
+        ordering = ["-decided_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "gate", "suspended_at"], name="decision_one_per_suspension"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        verdict = "approved" if self.approved else "rejected"
+        return f"{self.run_id[:12]} {self.gate} {verdict} by {self.decided_by_identity}"
+
+
+class Resumption(models.Model):
+    """A request to resume a run through NeuroCore, executed by the task worker.
+
+    Its state is the worker's claim on the work: ``queued`` until a worker claims
+    it, ``running`` while that worker's heartbeat is fresh, then ``done``. A
+    worker that dies leaves a stale heartbeat; any other worker's watchdog puts
+    the resumption back in the queue (``runs.services.resumptions_recover``).
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    run = models.ForeignKey(
+        Run,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="resumptions",
+        db_column="run_id",
+    )
+    decision = models.OneToOneField(
+        Decision,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="resumption",
+    )
+    resume_data = AgentJSONField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    requested_by_identity = models.TextField()
+    requested_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(max_length=8, choices=State, default=State.QUEUED)
+    task_id = models.TextField(blank=True, help_text="The task that may claim it.")
+    attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome_status = models.CharField(max_length=16, blank=True, choices=Run.Status)
+    outcome_error = models.TextField(blank=True)
+    outcome_gate = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [models.Index(fields=["state", "heartbeat_at"], name="resumption_state_idx")]
+
+    def __str__(self) -> str:
+        return f"resume {self.run_id[:12]} ({self.state})"
+
+
+class SuspensionNotice(models.Model):
+    """That the approvers of a suspension were told; at most one per suspension."""
+
+    run = models.ForeignKey(
+        Run,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        db_column="run_id",
+    )
+    gate = models.TextField()
+    suspended_at = models.DateTimeField()
+    recipients = models.PositiveIntegerField(default=0)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "gate", "suspended_at"], name="notice_one_per_suspension"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"notice {self.run_id[:12]} {self.gate}"

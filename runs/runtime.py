@@ -7,6 +7,7 @@ The project lives at ``settings.NEUROCORE_PROJECT_ROOT`` (a folder with
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,3 +40,12 @@ def load_project(root: Path | str | None = None) -> NeuroCoreProject:
     project_root = Path(root or settings.NEUROCORE_PROJECT_ROOT).resolve()
     config = load_config(project_root=project_root)
     return NeuroCoreProject(root=project_root, config=config, registry=discover_skills(config))
+
+
+@functools.cache
+def current_project() -> NeuroCoreProject:
+    """The project at ``NEUROCORE_PROJECT_ROOT``, loaded once per process.
+
+    A worker picks up changed skills when it restarts, as any Python process does.
+    """
+    return load_project()

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection
+from django.test import Client
+from django_tasks_db.management.commands.db_worker import Worker
+from neurocore.errors import ExecutionError
+from neurocore.runtime.executor import execute_blueprint_tracked
 
-from runs.runtime import NeuroCoreProject, load_project
+from runs.models import Run
+from runs.runtime import NeuroCoreProject, current_project, load_project
 from runs.store import DjangoRunStore
 
 TEST_PROJECT_ROOT = Path(__file__).parent / "project"
@@ -50,3 +60,91 @@ def database_url() -> str:
     host = settings.get("HOST") or "127.0.0.1"
     port = settings.get("PORT") or 5432
     return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+
+
+# -- people and runs -------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def test_project_settings(settings: Any) -> Iterator[None]:
+    """The console resumes runs with the test NeuroCore project."""
+    settings.NEUROCORE_PROJECT_ROOT = TEST_PROJECT_ROOT
+    current_project.cache_clear()
+    yield
+    current_project.cache_clear()
+
+
+def make_user(username: str, *roles: str, **fields: Any) -> Any:
+    """A user in the given role groups (Viewers, Approvers, Operators)."""
+    fields.setdefault("email", f"{username}@example.com")
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD, **fields)
+    user.groups.set(Group.objects.filter(name__in=roles))
+    return user
+
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def viewer(db: None) -> Any:
+    return make_user("vera", "Viewers")
+
+
+@pytest.fixture
+def approver(db: None) -> Any:
+    return make_user("ada", "Approvers")
+
+
+@pytest.fixture
+def operator(db: None) -> Any:
+    return make_user("otto", "Operators")
+
+
+@pytest.fixture
+def superuser(db: None) -> Any:
+    return get_user_model().objects.create_superuser("root", "root@example.com", PASSWORD)
+
+
+@pytest.fixture
+def approver_client(client: Client, approver: Any) -> Client:
+    client.force_login(approver)
+    return client
+
+
+def start_run(blueprint: str = "gate.yaml", **initial_data: Any) -> Run:
+    """A run made by NeuroCore itself on DjangoRunStore (suspended at a gate for gate.yaml)."""
+    project = current_project()
+    store = DjangoRunStore()
+    try:
+        with contextlib.suppress(ExecutionError):
+            execute_blueprint_tracked(
+                project.blueprint(blueprint),
+                project.registry,
+                project.config,
+                initial_data=initial_data or {"amount": 120},
+                run_store=store,
+            )
+    finally:
+        store.close()
+    return Run.objects.order_by("-created_at").first()
+
+
+def run_queued_tasks() -> None:
+    """Run every queued background task in this process, as `db_worker --batch` does."""
+    Worker(
+        queue_names=["default"],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="test-worker",
+        excluded_queue_names=[],
+    ).run()
+
+
+class FailingEmailBackend(BaseEmailBackend):
+    """An email backend whose server is down."""
+
+    def send_messages(self, email_messages: Any) -> int:
+        raise ConnectionRefusedError("SMTP server unreachable")

@@ -1,0 +1,43 @@
+"""Forms: parse and validate what people send; services decide what it means."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from runs.services import NOTE_MAX_LENGTH
+
+
+class DecisionForm(forms.Form):
+    """Approve or reject one suspension of a run (the one the page was shown for)."""
+
+    CHOICE_ERROR = "Choose Approve or Reject."
+
+    decision = forms.ChoiceField(
+        choices=[("approve", "Approve"), ("reject", "Reject")],
+        error_messages={"required": CHOICE_ERROR, "invalid_choice": CHOICE_ERROR},
+    )
+    note = forms.CharField(
+        required=False,
+        max_length=NOTE_MAX_LENGTH,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": NOTE_MAX_LENGTH}),
+        help_text="Why you decided so. Required to reject.",
+        error_messages={
+            "max_length": f"Keep the note to {NOTE_MAX_LENGTH} characters at most "
+            "(it has %(show_value)d)."
+        },
+    )
+    gate = forms.CharField(widget=forms.HiddenInput)
+    suspended_at = forms.DateTimeField(widget=forms.HiddenInput)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("decision") == "reject" and not cleaned.get("note"):
+            self.add_error("note", "Say why you reject this run: a note is required to reject.")
+        return cleaned
+
+    @property
+    def approved(self) -> bool:
+        return self.cleaned_data["decision"] == "approve"

@@ -1,0 +1,89 @@
+"""Reads for views, admin and commands, with their joins and annotations built in."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+
+from runs.models import Decision, Resumption, Run, Step
+from runs.permissions import User, can_decide
+
+
+def runs_awaiting_decision_for(user: User) -> QuerySet[Run]:
+    """Runs waiting at a gate that ``user`` may decide, longest waiting first."""
+    if not can_decide(user):
+        return Run.objects.none()
+    return Run.objects.awaiting_decision().order_by("updated_at", "run_id")
+
+
+def waiting_count_for(user: User) -> int:
+    """How many runs wait for a decision ``user`` may make."""
+    return runs_awaiting_decision_for(user).count()
+
+
+def run_by_id(run_id: str) -> Run | None:
+    """A run by its full id, or None."""
+    return Run.objects.filter(pk=run_id).first()
+
+
+def current_decision(run: Run) -> Decision | None:
+    """The decision taken on the suspension ``run`` is at now, if any."""
+    if run.status != Run.Status.SUSPENDED or not run.suspended_at_node:
+        return None
+    return (
+        Decision.objects.filter(run=run, gate=run.suspended_at_node, suspended_at=run.updated_at)
+        .select_related("resumption")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class ReviewEvidence:
+    """What an approver is shown of a waiting run, and its digest."""
+
+    gate: str
+    gate_message: str
+    inputs: dict[str, Any]
+    data: dict[str, Any]
+    steps: list[Step]
+    digest: str
+
+
+def review_evidence(run: Run) -> ReviewEvidence:
+    """The gate, inputs, data produced so far and steps done, as shown for review."""
+    steps = list(run.steps.order_by("step_index"))
+    context = run.final_context if isinstance(run.final_context, dict) else {}
+    data = context.get("data") if isinstance(context.get("data"), dict) else {}
+    gate = run.suspended_at_node or ""
+    message = run.suspension_reason or ""
+    shown = {
+        "run_id": run.run_id,
+        "gate": gate,
+        "gate_message": message,
+        "inputs": run.initial_data,
+        "data": data,
+        "steps": [[s.step_index, s.component, s.status] for s in steps],
+    }
+    canonical = json.dumps(shown, sort_keys=True, default=str, separators=(",", ":"))
+    return ReviewEvidence(
+        gate=gate,
+        gate_message=message,
+        inputs=run.initial_data,
+        data=data,
+        steps=steps,
+        digest=hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest(),
+    )
+
+
+def decisions_of(run_id: str) -> QuerySet[Decision]:
+    """Every decision taken on a run, newest first, with its resumption."""
+    return Decision.objects.filter(run_id=run_id).select_related("resumption")
+
+
+def latest_resumption(run_id: str) -> Resumption | None:
+    """The most recent resume request of a run."""
+    return Resumption.objects.filter(run_id=run_id).order_by("-requested_at", "-pk").first()

@@ -1,0 +1,387 @@
+"""Every state change of the console, one function each.
+
+Each service takes keyword-only arguments and the acting user, checks the
+permission itself, runs in one transaction, refuses a run in the wrong state
+with a :class:`ConsoleError` whose message can be shown as is, and writes its
+audit row in the same transaction as the change. Background work is enqueued in
+that transaction too: the database task backend makes both land or neither.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.core.mail import EmailMessage, mailers
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.tasks import TaskResultStatus
+from django.urls import reverse
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+from neurocore.runtime.executor import resume_blueprint
+
+from runs import runtime
+from runs.models import Decision, Resumption, Run, Source, SuspensionNotice
+from runs.permissions import User, can_decide
+from runs.selectors import current_decision, review_evidence
+from runs.store import DjangoRunStore
+
+logger = logging.getLogger(__name__)
+
+NOTE_MAX_LENGTH = 2000
+
+
+class ConsoleError(Exception):
+    """A request the console refuses, with a message meant for the person asking."""
+
+
+class RunNotFound(ConsoleError):
+    """No run has the given id."""
+
+
+class DecisionRefused(ConsoleError):
+    """The decision cannot be recorded (not waiting, stale, invalid)."""
+
+
+class AlreadyDecided(DecisionRefused):
+    """Someone decided this suspension first."""
+
+    def __init__(self, decision: Decision) -> None:
+        verdict = "approved" if decision.approved else "rejected"
+        when = timezone.localtime(decision.decided_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+        super().__init__(
+            f"Already decided: {decision.decided_by_identity} {verdict} this run "
+            f"at {when}. Nothing was changed."
+        )
+        self.decision = decision
+
+
+class WorkerLost(Exception):
+    """The worker running a task stopped answering (killed or hung)."""
+
+
+def actor_identity(user: User) -> str:
+    """How a person is named in audits and in NeuroCore's ``resume_data["by"]``."""
+    return getattr(user, "email", "") or user.get_username()
+
+
+# -- decisions -------------------------------------------------------------------
+
+
+def decision_record(
+    *,
+    run_id: str,
+    approved: bool,
+    note: str,
+    shown_gate: str,
+    shown_suspended_at: datetime,
+    actor: User,
+    source: Source,
+    client_address: str | None = None,
+) -> Decision:
+    """Approve or reject the suspension of ``run_id`` the actor was shown; queue the resume.
+
+    ``shown_gate`` and ``shown_suspended_at`` name the suspension the actor saw:
+    if the run has moved on since, the decision is refused as stale. The
+    database allows one decision per suspension; whoever comes second is told
+    who came first.
+    """
+    note = note.strip()
+    if not approved and not note:
+        raise DecisionRefused("Say why you reject this run: a note is required to reject.")
+    if len(note) > NOTE_MAX_LENGTH:
+        raise DecisionRefused(f"The note is {len(note)} characters; at most {NOTE_MAX_LENGTH}.")
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            raise RunNotFound(f"No run has the id {run_id!r}.")
+        if not can_decide(actor, run):
+            raise PermissionDenied("You may not approve or reject this run.")
+        if (existing := current_decision(run)) is not None:
+            raise AlreadyDecided(existing)
+        if run.status != Run.Status.SUSPENDED or not run.suspended_at_node:
+            raise DecisionRefused(
+                f"This run is {run.get_status_display().lower()}, not waiting for a decision. "
+                "Nothing was changed."
+            )
+        if (run.suspended_at_node, run.updated_at) != (shown_gate, shown_suspended_at):
+            raise DecisionRefused(
+                "This run has moved on since the page was opened: it now waits at "
+                f"'{run.suspended_at_node}'. Reload the page and review it again."
+            )
+        evidence = review_evidence(run)
+        identity = actor_identity(actor)
+        try:
+            with transaction.atomic():
+                decision = Decision.objects.create(
+                    run=run,
+                    gate=run.suspended_at_node,
+                    suspended_at=run.updated_at,
+                    approved=approved,
+                    note=note,
+                    decided_by=actor,
+                    decided_by_identity=identity,
+                    source=source,
+                    client_address=client_address,
+                    gate_message=evidence.gate_message,
+                    evidence_digest=evidence.digest,
+                )
+        except IntegrityError:
+            existing = current_decision(run)
+            if existing is None:
+                raise
+            raise AlreadyDecided(existing) from None
+        _resumption_enqueue(
+            Resumption(
+                run=run,
+                decision=decision,
+                resume_data={"approved": approved, "note": note, "by": identity},
+                requested_by=actor,
+                requested_by_identity=identity,
+            )
+        )
+    return decision
+
+
+def _resumption_enqueue(resumption: Resumption) -> Resumption:
+    """Save a resumption and enqueue the task that may claim it (same transaction)."""
+    from runs.tasks import resume_run
+
+    resumption.save()
+    resumption.task_id = resume_run.enqueue(resumption.pk).id
+    resumption.save(update_fields=["task_id"])
+    return resumption
+
+
+# -- resumptions (run by the worker) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where a run stands after a resume."""
+
+    status: str
+    gate: str = ""
+    error: str = ""
+
+
+def resumption_execute(*, resumption_id: int, task_id: str) -> Resumption | None:
+    """Claim a queued resumption for ``task_id`` and resume its run through NeuroCore.
+
+    Returns None when the resumption is not this task's to run (already done,
+    or queued again for another task by a watchdog). While it runs, a heartbeat
+    tells other workers this one is alive.
+    """
+    now = timezone.now()
+    claimed = Resumption.objects.filter(
+        pk=resumption_id, state=Resumption.State.QUEUED, task_id=task_id
+    ).update(
+        state=Resumption.State.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=now,
+        heartbeat_at=now,
+    )
+    if not claimed:
+        logger.info("Resumption %s is not task %s's to run; skipped.", resumption_id, task_id)
+        return None
+    resumption = Resumption.objects.select_related("decision").get(pk=resumption_id)
+    with _heartbeat(resumption_id, task_id):
+        outcome = _resume_through_neurocore(resumption)
+    Resumption.objects.filter(
+        pk=resumption_id, task_id=task_id, state=Resumption.State.RUNNING
+    ).update(
+        state=Resumption.State.DONE,
+        finished_at=timezone.now(),
+        outcome_status=outcome.status,
+        outcome_gate=outcome.gate,
+        outcome_error=outcome.error,
+    )
+    resumption.refresh_from_db()
+    return resumption
+
+
+def _outcome_of(run: Run, error: str = "") -> Outcome:
+    gate = (run.suspended_at_node or "") if run.status == Run.Status.SUSPENDED else ""
+    return Outcome(status=run.status, gate=gate, error=run.error or error)
+
+
+def _resume_through_neurocore(resumption: Resumption) -> Outcome:
+    run = Run.objects.filter(pk=resumption.run_id).first()
+    if run is None:
+        return Outcome(status="", error="The run no longer exists.")
+    decision = resumption.decision
+    if decision is not None:
+        still_waiting = (
+            run.status == Run.Status.SUSPENDED
+            and run.suspended_at_node == decision.gate
+            and run.updated_at == decision.suspended_at
+        )
+        if not still_waiting:  # an earlier attempt applied the decision already
+            return _outcome_of(run)
+    elif run.status not in (Run.Status.SUSPENDED, Run.Status.FAILED):
+        return Outcome(status=run.status, error=f"The run is {run.status}; nothing to resume.")
+
+    project = runtime.current_project()
+    store = DjangoRunStore()
+    error = ""
+    try:
+        resume_blueprint(
+            run.run_id,
+            project.registry,
+            project.config,
+            resume_data=resumption.resume_data,
+            run_store=store,
+        )
+    except Exception as exc:  # a failing resume is an outcome; NeuroCore records it on the run
+        logger.warning("Resume of run %s failed: %s", run.run_id, exc)
+        error = str(exc)
+    finally:
+        store.close()
+    run.refresh_from_db()
+    return _outcome_of(run, error)
+
+
+@contextmanager
+def _heartbeat(resumption_id: int, task_id: str) -> Iterator[None]:
+    """Refresh the resumption's heartbeat from a side thread while the body runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.RESUME_HEARTBEAT_INTERVAL):
+                Resumption.objects.filter(
+                    pk=resumption_id, task_id=task_id, state=Resumption.State.RUNNING
+                ).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{resumption_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def resumptions_recover(*, now: datetime | None = None) -> int:
+    """Queue again every resumption whose worker died or whose task never ran.
+
+    A running resumption with a heartbeat older than ``RESUME_STALE_AFTER``
+    lost its worker; a queued one that old whose task is no longer waiting to
+    run (its worker died between taking the task and claiming the
+    resumption) would never run. Each is handed to a new task in one
+    conditional update, so among many watchdogs exactly one wins.
+    """
+    from runs.tasks import resume_run
+
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=settings.RESUME_STALE_AFTER)
+    candidates = Resumption.objects.filter(
+        Q(state=Resumption.State.RUNNING, heartbeat_at__lt=stale_before)
+        | Q(state=Resumption.State.QUEUED, requested_at__lt=stale_before)
+    ).values_list("pk", "state", "task_id")
+    recovered = 0
+    for pk, state, old_task_id in candidates:
+        if state == Resumption.State.QUEUED and _task_waiting(old_task_id):
+            continue  # its task waits for a free worker: nothing is lost
+        with transaction.atomic():
+            new_task_id = resume_run.enqueue(pk).id
+            taken = Resumption.objects.filter(pk=pk, state=state, task_id=old_task_id).update(
+                state=Resumption.State.QUEUED, task_id=new_task_id
+            )
+            if not taken:  # another watchdog, or the worker itself, got there first
+                transaction.set_rollback(True)
+                continue
+            lost = DBTaskResult.objects.filter(
+                pk=old_task_id, status=TaskResultStatus.RUNNING
+            ).first()
+            if lost is not None:
+                lost.set_failed(WorkerLost(f"worker {lost.worker_ids[-1:]} stopped answering"))
+        logger.warning("Resumption %s lost its worker; queued again as task %s", pk, new_task_id)
+        recovered += 1
+    return recovered
+
+
+def _task_waiting(task_id: str) -> bool:
+    return DBTaskResult.objects.filter(pk=task_id, status=TaskResultStatus.READY).exists()
+
+
+# -- telling approvers ---------------------------------------------------------------
+
+
+def suspensions_announce(*, now: datetime | None = None, limit: int = 100) -> int:
+    """Tell the approvers of every suspension of the last day nobody was told of yet."""
+    now = now or timezone.now()
+    told = SuspensionNotice.objects.filter(
+        run_id=OuterRef("run_id"),
+        gate=OuterRef("suspended_at_node"),
+        suspended_at=OuterRef("updated_at"),
+    )
+    pending = (
+        Run.objects.awaiting_decision()
+        .filter(updated_at__gte=now - timedelta(days=1))
+        .exclude(Exists(told))
+        .order_by("updated_at")[:limit]
+    )
+    return sum(suspension_notify(run=run) for run in pending)
+
+
+def approvers_of(run: Run) -> list[User]:
+    """Active users with an email address who may decide ``run``."""
+    candidates = (
+        get_user_model()
+        .objects.with_perm("runs.approve_run", include_superusers=True)
+        .filter(is_active=True)
+        .exclude(email="")
+        .order_by("pk")
+    )
+    return [user for user in candidates if can_decide(user, run)]
+
+
+def suspension_notify(*, run: Run) -> int:
+    """Email everyone who may decide ``run`` that it waits for them; once per suspension.
+
+    The notice is committed first (a second worker finds it and sends nothing),
+    then the mail goes out; if sending fails the notice is withdrawn so the next
+    sweep tries again. Returns the number of emails sent.
+    """
+    try:
+        with transaction.atomic():
+            notice = SuspensionNotice.objects.create(
+                run=run, gate=run.suspended_at_node, suspended_at=run.updated_at
+            )
+    except IntegrityError:
+        return 0
+    recipients = approvers_of(run)
+    link = settings.CONSOLE_BASE_URL + reverse("approvals:review", args=[run.run_id])
+    question = run.suspension_reason or run.suspended_at_node
+    subject = f"Approval needed: {run.blueprint_name} — {question}"
+    messages = [
+        EmailMessage(
+            subject=subject[:200],
+            body=(
+                f"Run {run.run_id} of {run.blueprint_name} waits for your decision at "
+                f"'{run.suspended_at_node}':\n\n    {run.suspension_reason or ''}\n\n"
+                f"Review it and approve or reject: {link}\n"
+            ),
+            to=[user.email],
+        )
+        for user in recipients
+    ]
+    try:
+        sent = mailers.default.send_messages(messages) or 0
+    except Exception:
+        logger.exception("Could not email the approvers of run %s", run.run_id)
+        notice.delete()
+        return 0
+    SuspensionNotice.objects.filter(pk=notice.pk).update(recipients=sent)
+    return sent

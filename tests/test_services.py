@@ -1,0 +1,308 @@
+"""Services: decisions, resumptions through NeuroCore, recovery, notices."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from runs import services
+from runs.models import Decision, Resumption, Run, Source, SuspensionNotice
+from runs.services import AlreadyDecided, DecisionRefused, RunNotFound
+from tests.conftest import make_user, run_queued_tasks, start_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def decide(run: Run, actor: Any, *, approved: bool = True, note: str = "ok", **kw: Any) -> Decision:
+    return services.decision_record(
+        run_id=run.run_id,
+        approved=approved,
+        note=note,
+        shown_gate=kw.pop("shown_gate", run.suspended_at_node),
+        shown_suspended_at=kw.pop("shown_suspended_at", run.updated_at),
+        actor=actor,
+        source=kw.pop("source", Source.WEB),
+        **kw,
+    )
+
+
+def test_approval_is_recorded_with_its_evidence_and_resumes_the_run(approver: Any) -> None:
+    run = start_run(amount=40)
+    decision = decide(run, approver, note="within budget", client_address="10.1.2.3")
+
+    assert decision.gate == "finance_review"
+    assert decision.suspended_at == run.updated_at
+    assert decision.decided_by == approver
+    assert decision.decided_by_identity == "ada@example.com"
+    assert decision.gate_message == "Approve the payment?"
+    assert len(decision.evidence_digest) == 64
+    assert decision.client_address == "10.1.2.3"
+    resumption = decision.resumption
+    assert resumption.state == Resumption.State.QUEUED
+    assert resumption.resume_data == {"approved": True, "note": "within budget", "by": "ada@example.com"}
+    assert DBTaskResult.objects.filter(pk=resumption.task_id, status="READY").exists()
+
+    run_queued_tasks()
+
+    run.refresh_from_db()
+    resumption.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+    assert run.final_context["data"]["approval"]["by"] == "ada@example.com"
+    assert (resumption.state, resumption.outcome_status, resumption.attempts) == (
+        Resumption.State.DONE,
+        "completed",
+        1,
+    )
+
+
+def test_rejection_fails_the_run_with_the_note(approver: Any) -> None:
+    run = start_run()
+    decide(run, approver, approved=False, note="not budgeted")
+    run_queued_tasks()
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+    assert "not budgeted" in run.error
+    resumption = Resumption.objects.get(run=run)
+    assert resumption.outcome_status == "failed"
+    assert "not budgeted" in resumption.outcome_error
+
+
+def test_two_gates_get_one_decision_each(approver: Any) -> None:
+    run = start_run("two_gates.yaml")
+    decide(run, approver)
+    run_queued_tasks()
+    run.refresh_from_db()
+    assert (run.status, run.suspended_at_node) == ("suspended", "legal_review")
+    assert Resumption.objects.get(run=run).outcome_gate == "legal_review"
+    decide(run, approver)
+    run_queued_tasks()
+    run.refresh_from_db()
+    assert run.status == "completed"
+    assert list(Decision.objects.filter(run=run).order_by("decided_at").values_list("gate", flat=True)) == [
+        "editor_review",
+        "legal_review",
+    ]
+
+
+def test_second_decision_on_the_same_suspension_names_the_first(approver: Any) -> None:
+    run = start_run()
+    decide(run, approver)
+    other = make_user("bob", "Approvers")
+    with pytest.raises(AlreadyDecided, match=r"Already decided: ada@example.com approved this run at \d{4}-"):
+        decide(run, other)
+    assert Decision.objects.count() == 1
+    assert Resumption.objects.count() == 1
+
+
+def test_twenty_approvers_at_once_make_one_decision_and_one_resume() -> None:
+    run = start_run()
+    approvers = [make_user(f"approver{i}", "Approvers") for i in range(20)]
+    barrier = threading.Barrier(20)
+
+    def attempt(user: Any) -> str:
+        barrier.wait()
+        try:
+            decide(run, user, approved=user.username.endswith("0"), note="n")
+            return "decided"
+        except AlreadyDecided:
+            return "already"
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(attempt, approvers))
+
+    assert outcomes.count("decided") == 1
+    assert outcomes.count("already") == 19
+    assert Decision.objects.count() == 1
+    assert Resumption.objects.count() == 1
+    assert DBTaskResult.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [("completed", "This run is completed, not waiting"), ("cancelled", "This run is cancelled, not waiting")],
+)
+def test_runs_that_are_not_waiting_are_refused(approver: Any, status: str, message: str) -> None:
+    run = start_run()
+    Run.objects.filter(pk=run.pk).update(status=status)
+    with pytest.raises(DecisionRefused, match=message):
+        decide(run, approver)
+    assert not Decision.objects.exists()
+
+
+def test_unknown_run_is_refused(approver: Any) -> None:
+    run = start_run()
+    run.run_id = "no-such-run"
+    with pytest.raises(RunNotFound, match="No run has the id 'no-such-run'"):
+        decide(run, approver)
+
+
+def test_a_decision_for_an_older_suspension_is_stale(approver: Any) -> None:
+    run = start_run("two_gates.yaml")
+    shown_gate, shown_at = run.suspended_at_node, run.updated_at
+    decide(run, approver)
+    run_queued_tasks()  # now waits at legal_review
+    with pytest.raises(DecisionRefused, match="moved on since the page was opened: it now waits at 'legal_review'"):
+        decide(run, approver, shown_gate=shown_gate, shown_suspended_at=shown_at)
+    assert Decision.objects.count() == 1
+
+
+def test_rejection_needs_a_note_and_notes_are_bounded(approver: Any) -> None:
+    run = start_run()
+    with pytest.raises(DecisionRefused, match="a note is required to reject"):
+        decide(run, approver, approved=False, note="   ")
+    with pytest.raises(DecisionRefused, match="at most 2000"):
+        decide(run, approver, note="x" * 2001)
+    assert not Decision.objects.exists()
+
+
+def test_only_approvers_may_decide(viewer: Any, operator: Any) -> None:
+    run = start_run()
+    for user in (viewer, operator):
+        with pytest.raises(PermissionDenied):
+            decide(run, user)
+    assert not Decision.objects.exists()
+
+
+def test_the_database_refuses_to_change_or_delete_a_decision(approver: Any) -> None:
+    run = start_run()
+    decision = decide(run, approver)
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        Decision.objects.filter(pk=decision.pk).update(note="rewritten")
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        Decision.objects.filter(pk=decision.pk).delete()
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM runs_decision")
+    assert Decision.objects.get(pk=decision.pk).note == "ok"
+
+
+def test_deleting_a_run_or_the_decider_keeps_the_decision(approver: Any) -> None:
+    run = start_run()
+    decision = decide(run, approver)
+    Run.objects.filter(pk=run.pk).delete()
+    approver.delete()
+    kept = Decision.objects.get(pk=decision.pk)
+    assert kept.run_id == run.run_id
+    assert kept.decided_by_identity == "ada@example.com"
+
+
+def test_the_evidence_digest_changes_with_what_was_shown(approver: Any) -> None:
+    first, second = start_run(amount=1), start_run(amount=2)
+    d1, d2 = decide(first, approver), decide(second, approver)
+    assert d1.evidence_digest != d2.evidence_digest
+
+
+# -- recovery ------------------------------------------------------------------------
+
+
+def test_a_resumption_whose_worker_died_is_queued_again_and_applied_once(approver: Any) -> None:
+    run = start_run()
+    decision = decide(run, approver)
+    resumption = decision.resumption
+    lost_task = DBTaskResult.objects.get(pk=resumption.task_id)
+    lost_task.claim("killed-worker")  # a worker took the task ...
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Resumption.objects.filter(pk=resumption.pk).update(  # ... claimed it, then went silent
+        state=Resumption.State.RUNNING, attempts=1, heartbeat_at=long_ago, started_at=long_ago
+    )
+
+    assert services.resumptions_recover() == 1
+    assert services.resumptions_recover() == 0  # once
+
+    lost_task.refresh_from_db()
+    assert lost_task.status == "FAILED"
+    resumption.refresh_from_db()
+    assert resumption.state == Resumption.State.QUEUED
+    assert resumption.task_id != str(lost_task.pk)
+    run_queued_tasks()
+    resumption.refresh_from_db()
+    run.refresh_from_db()
+    assert (resumption.state, resumption.attempts, resumption.outcome_status) == ("done", 2, "completed")
+    assert run.status == "completed"
+    assert Decision.objects.count() == 1
+
+
+def test_a_resumption_whose_task_never_ran_is_picked_up(approver: Any) -> None:
+    run = start_run()
+    resumption = decide(run, approver).resumption
+    DBTaskResult.objects.filter(pk=resumption.task_id).update(status="RUNNING")  # taken, never claimed
+    Resumption.objects.filter(pk=resumption.pk).update(requested_at=timezone.now() - timedelta(minutes=5))
+    assert services.resumptions_recover() == 1
+    run_queued_tasks()
+    run.refresh_from_db()
+    assert run.status == "completed"
+
+
+def test_a_queued_resumption_with_a_waiting_task_is_left_alone(approver: Any) -> None:
+    run = start_run()
+    resumption = decide(run, approver).resumption
+    Resumption.objects.filter(pk=resumption.pk).update(requested_at=timezone.now() - timedelta(minutes=5))
+    assert services.resumptions_recover() == 0
+
+
+def test_a_retry_after_the_run_moved_on_does_not_apply_the_decision_again(approver: Any) -> None:
+    run = start_run("two_gates.yaml")
+    resumption = decide(run, approver).resumption
+    run_queued_tasks()  # applied: the run waits at the second gate
+    steps_before = run.steps.count()
+    # The worker died after NeuroCore finished but before it recorded the outcome.
+    Resumption.objects.filter(pk=resumption.pk).update(
+        state=Resumption.State.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=5)
+    )
+    services.resumptions_recover()
+    run_queued_tasks()
+    run.refresh_from_db()
+    resumption.refresh_from_db()
+    assert (run.status, run.suspended_at_node) == ("suspended", "legal_review")
+    assert run.steps.count() == steps_before
+    assert resumption.outcome_gate == "legal_review"
+
+
+def test_a_stale_task_cannot_claim_a_requeued_resumption(approver: Any) -> None:
+    run = start_run()
+    resumption = decide(run, approver).resumption
+    assert services.resumption_execute(resumption_id=resumption.pk, task_id="some-other-task") is None
+    resumption.refresh_from_db()
+    assert resumption.state == Resumption.State.QUEUED
+
+
+# -- notices -------------------------------------------------------------------------
+
+
+def test_approvers_are_emailed_once_per_suspension(approver: Any, viewer: Any) -> None:
+    second_approver = make_user("bea", "Approvers")
+    make_user("noemail", "Approvers", email="")
+    run = start_run("two_gates.yaml")
+
+    assert services.suspensions_announce() == 2
+    assert services.suspensions_announce() == 0
+    assert sorted(m.to[0] for m in mail.outbox) == ["ada@example.com", "bea@example.com"]
+    message = mail.outbox[0]
+    assert "Editor: publish this draft?" in message.subject
+    assert f"/approvals/{run.run_id}/" in message.body
+    assert second_approver.email != viewer.email
+
+    decide(run, approver)
+    run_queued_tasks()  # second gate: a new suspension, a new notice
+    assert services.suspensions_announce() == 2
+    assert SuspensionNotice.objects.count() == 2
+
+
+def test_a_failed_send_is_retried(approver: Any, settings: Any) -> None:
+    start_run()
+    settings.MAILERS = {"default": {"BACKEND": "tests.conftest.FailingEmailBackend"}}
+    assert services.suspensions_announce() == 0
+    assert not SuspensionNotice.objects.exists()
+    settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+    assert services.suspensions_announce() == 1
