@@ -81,7 +81,9 @@ class DecisionAdmin(ReadOnlyAdmin):
         return "approved" if decision.approved else "rejected"
 
     @admin.action(description="Export selected decisions as CSV", permissions=["view"])
-    def export_csv(self, request: HttpRequest, queryset: QuerySet[Decision]) -> StreamingHttpResponse:
+    def export_csv(
+        self, request: HttpRequest, queryset: QuerySet[Decision]
+    ) -> StreamingHttpResponse:
         writer = csv.writer(_Echo())
 
         def rows() -> Iterator[str]:
@@ -98,7 +100,14 @@ class DecisionAdmin(ReadOnlyAdmin):
 
 @admin.register(Resumption)
 class ResumptionAdmin(ReadOnlyAdmin):
-    list_display = ["requested_at", "run_id", "requested_by_identity", "state", "attempts", "outcome_status"]
+    list_display = [
+        "requested_at",
+        "run_id",
+        "requested_by_identity",
+        "state",
+        "attempts",
+        "outcome_status",
+    ]
     list_filter = ["state", "outcome_status"]
     search_fields = ["=run__run_id"]
     show_full_result_count = False

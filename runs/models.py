@@ -155,8 +155,6 @@ class Checkpoint(models.Model):
         return self.checkpoint_id
 
 
-
-
 class Source(models.TextChoices):
     """Where a person acted from."""
 

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.mail.backends.base import BaseEmailBackend
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django_tasks_db.management.commands.db_worker import Worker
@@ -22,6 +23,12 @@ from runs.runtime import NeuroCoreProject, current_project, load_project
 from runs.store import DjangoRunStore
 
 TEST_PROJECT_ROOT = Path(__file__).parent / "project"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collected_static_files(django_db_blocker: Any) -> None:
+    """Static files as production serves them: collected, hashed, compressed (whitenoise)."""
+    call_command("collectstatic", interactive=False, verbosity=0)
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,11 @@ def test_approval_is_recorded_with_its_evidence_and_resumes_the_run(approver: An
     assert decision.client_address == "10.1.2.3"
     resumption = decision.resumption
     assert resumption.state == Resumption.State.QUEUED
-    assert resumption.resume_data == {"approved": True, "note": "within budget", "by": "ada@example.com"}
+    assert resumption.resume_data == {
+        "approved": True,
+        "note": "within budget",
+        "by": "ada@example.com",
+    }
     assert DBTaskResult.objects.filter(pk=resumption.task_id, status="READY").exists()
 
     run_queued_tasks()
@@ -87,7 +91,9 @@ def test_two_gates_get_one_decision_each(approver: Any) -> None:
     run_queued_tasks()
     run.refresh_from_db()
     assert run.status == "completed"
-    assert list(Decision.objects.filter(run=run).order_by("decided_at").values_list("gate", flat=True)) == [
+    assert list(
+        Decision.objects.filter(run=run).order_by("decided_at").values_list("gate", flat=True)
+    ) == [
         "editor_review",
         "legal_review",
     ]
@@ -97,7 +103,9 @@ def test_second_decision_on_the_same_suspension_names_the_first(approver: Any) -
     run = start_run()
     decide(run, approver)
     other = make_user("bob", "Approvers")
-    with pytest.raises(AlreadyDecided, match=r"Already decided: ada@example.com approved this run at \d{4}-"):
+    with pytest.raises(
+        AlreadyDecided, match=r"Already decided: ada@example.com approved this run at \d{4}-"
+    ):
         decide(run, other)
     assert Decision.objects.count() == 1
     assert Resumption.objects.count() == 1
@@ -130,7 +138,10 @@ def test_twenty_approvers_at_once_make_one_decision_and_one_resume() -> None:
 
 @pytest.mark.parametrize(
     ("status", "message"),
-    [("completed", "This run is completed, not waiting"), ("cancelled", "This run is cancelled, not waiting")],
+    [
+        ("completed", "This run is completed, not waiting"),
+        ("cancelled", "This run is cancelled, not waiting"),
+    ],
 )
 def test_runs_that_are_not_waiting_are_refused(approver: Any, status: str, message: str) -> None:
     run = start_run()
@@ -152,7 +163,9 @@ def test_a_decision_for_an_older_suspension_is_stale(approver: Any) -> None:
     shown_gate, shown_at = run.suspended_at_node, run.updated_at
     decide(run, approver)
     run_queued_tasks()  # now waits at legal_review
-    with pytest.raises(DecisionRefused, match="moved on since the page was opened: it now waits at 'legal_review'"):
+    with pytest.raises(
+        DecisionRefused, match="moved on since the page was opened: it now waits at 'legal_review'"
+    ):
         decide(run, approver, shown_gate=shown_gate, shown_suspended_at=shown_at)
     assert Decision.objects.count() == 1
 
@@ -181,9 +194,12 @@ def test_the_database_refuses_to_change_or_delete_a_decision(approver: Any) -> N
         Decision.objects.filter(pk=decision.pk).update(note="rewritten")
     with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
         Decision.objects.filter(pk=decision.pk).delete()
-    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM runs_decision")
+    with (
+        pytest.raises(IntegrityError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("DELETE FROM runs_decision")
     assert Decision.objects.get(pk=decision.pk).note == "ok"
 
 
@@ -228,7 +244,11 @@ def test_a_resumption_whose_worker_died_is_queued_again_and_applied_once(approve
     run_queued_tasks()
     resumption.refresh_from_db()
     run.refresh_from_db()
-    assert (resumption.state, resumption.attempts, resumption.outcome_status) == ("done", 2, "completed")
+    assert (resumption.state, resumption.attempts, resumption.outcome_status) == (
+        "done",
+        2,
+        "completed",
+    )
     assert run.status == "completed"
     assert Decision.objects.count() == 1
 
@@ -236,8 +256,12 @@ def test_a_resumption_whose_worker_died_is_queued_again_and_applied_once(approve
 def test_a_resumption_whose_task_never_ran_is_picked_up(approver: Any) -> None:
     run = start_run()
     resumption = decide(run, approver).resumption
-    DBTaskResult.objects.filter(pk=resumption.task_id).update(status="RUNNING")  # taken, never claimed
-    Resumption.objects.filter(pk=resumption.pk).update(requested_at=timezone.now() - timedelta(minutes=5))
+    DBTaskResult.objects.filter(pk=resumption.task_id).update(
+        status="RUNNING"
+    )  # taken, never claimed
+    Resumption.objects.filter(pk=resumption.pk).update(
+        requested_at=timezone.now() - timedelta(minutes=5)
+    )
     assert services.resumptions_recover() == 1
     run_queued_tasks()
     run.refresh_from_db()
@@ -247,7 +271,9 @@ def test_a_resumption_whose_task_never_ran_is_picked_up(approver: Any) -> None:
 def test_a_queued_resumption_with_a_waiting_task_is_left_alone(approver: Any) -> None:
     run = start_run()
     resumption = decide(run, approver).resumption
-    Resumption.objects.filter(pk=resumption.pk).update(requested_at=timezone.now() - timedelta(minutes=5))
+    Resumption.objects.filter(pk=resumption.pk).update(
+        requested_at=timezone.now() - timedelta(minutes=5)
+    )
     assert services.resumptions_recover() == 0
 
 
@@ -272,7 +298,9 @@ def test_a_retry_after_the_run_moved_on_does_not_apply_the_decision_again(approv
 def test_a_stale_task_cannot_claim_a_requeued_resumption(approver: Any) -> None:
     run = start_run()
     resumption = decide(run, approver).resumption
-    assert services.resumption_execute(resumption_id=resumption.pk, task_id="some-other-task") is None
+    assert (
+        services.resumption_execute(resumption_id=resumption.pk, task_id="some-other-task") is None
+    )
     resumption.refresh_from_db()
     assert resumption.state == Resumption.State.QUEUED
 

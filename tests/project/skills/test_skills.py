@@ -62,3 +62,17 @@ class SyncHoldSkill(Skill):
     def process(self, context: FlowContext) -> FlowContext:
         context.suspend(node_id=self.name, reason="waiting for an external signal")
         return context
+
+
+class HoldWhileFlagSkill(Skill):
+    """Block while the file named by $CONSOLE_TEST_HOLD_FILE exists (at most two minutes)."""
+
+    skill_meta = SkillMeta(name="hold_while_flag", version="1.0.0", provides=["held"])
+
+    def process(self, context: FlowContext) -> FlowContext:
+        flag = os.environ.get("CONSOLE_TEST_HOLD_FILE")
+        deadline = time.monotonic() + 120
+        while flag and Path(flag).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        context.set("held", True)
+        return context

@@ -1,0 +1,322 @@
+"""The approval pages: inbox, review, the decision POST, and what is refused."""
+
+from __future__ import annotations
+
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from html import unescape
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from runs.models import Decision, Resumption, Run
+from tests.conftest import PASSWORD, make_user, run_queued_tasks, start_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+INBOX = reverse("approvals:inbox")
+
+
+def review_url(run: Run) -> str:
+    return reverse("approvals:review", args=[run.run_id])
+
+
+def form_data(run: Run, decision: str = "approve", note: str = "fine") -> dict[str, str]:
+    return {
+        "decision": decision,
+        "note": note,
+        "gate": run.suspended_at_node or "",
+        "suspended_at": run.updated_at.isoformat(),
+    }
+
+
+def messages_of(response: Any) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+# -- the inbox -----------------------------------------------------------------------
+
+
+def test_inbox_lists_waiting_runs_oldest_first_with_what_they_ask(approver_client: Client) -> None:
+    first = start_run(amount=10, customer="ACME")
+    second = start_run("two_gates.yaml", title="Q3 report")
+    start_run("dag.yaml")  # completed: not waiting
+
+    response = approver_client.get(INBOX)
+
+    assert response.status_code == 200
+    rows = response.context["rows"]
+    assert [run.run_id for run, _ in rows] == [first.run_id, second.run_id]
+    html = response.content.decode()
+    assert "Approve the payment?" in html
+    assert "Editor: publish this draft?" in html
+    assert "amount=10, customer=&quot;ACME&quot;" in html
+    assert review_url(first) in html
+    assert '<span class="count" title="Runs waiting for your decision">2</span>' in html
+
+
+def test_inbox_leaves_out_runs_already_decided(approver_client: Client, approver: Any) -> None:
+    run = start_run()
+    approver_client.post(review_url(run), form_data(run))
+    response = approver_client.get(INBOX)
+    assert response.context["rows"] == []
+    assert "Nothing is waiting for you" in response.content.decode()
+
+
+def test_inbox_queries_do_not_grow_with_the_number_of_runs(
+    approver_client: Client, django_assert_max_num_queries: Any
+) -> None:
+    for amount in range(12):
+        start_run(amount=amount)
+    with django_assert_max_num_queries(6):
+        response = approver_client.get(INBOX)
+    assert len(response.context["rows"]) == 12
+
+
+def test_a_viewer_sees_an_inbox_without_decisions(client: Client, viewer: Any) -> None:
+    start_run()
+    client.force_login(viewer)
+    response = client.get(INBOX)
+    assert response.status_code == 200
+    assert "not approve or reject them" in response.content.decode()
+
+
+# -- the review page -----------------------------------------------------------------
+
+
+def test_review_page_shows_the_question_inputs_data_steps_and_form(approver_client: Client) -> None:
+    run = start_run(amount=75, memo="<script>alert('x')</script>")
+    response = approver_client.get(review_url(run))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Approve the payment?" in html
+    assert "&quot;amount&quot;: 75" in html
+    assert "&quot;double&quot;: 150" in html  # data produced so far
+    assert ">prepare<" in html  # steps done
+    assert "<script>alert" not in html  # every stored value is escaped
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert 'name="csrfmiddlewaretoken"' in html
+    assert 'value="approve"' in html
+    assert 'value="reject"' in html
+
+
+def test_a_viewer_sees_the_run_but_no_form(client: Client, viewer: Any) -> None:
+    run = start_run()
+    client.force_login(viewer)
+    response = client.get(review_url(run))
+    assert response.status_code == 200
+    assert response.context["form"] is None
+    assert 'value="approve"' not in response.content.decode()
+
+
+def test_unknown_run_is_a_clear_404(approver_client: Client) -> None:
+    response = approver_client.get(reverse("approvals:review", args=["nope"]))
+    assert response.status_code == 404
+    assert "No run has the id “nope”" in response.content.decode()
+
+
+# -- deciding ------------------------------------------------------------------------
+
+
+def test_approve_records_redirects_and_shows_progress_then_the_result(
+    approver_client: Client,
+) -> None:
+    run = start_run()
+    response = approver_client.post(review_url(run), form_data(run, note="paid"), follow=True)
+
+    assert response.redirect_chain == [(review_url(run), 302)]
+    assert messages_of(response) == ["Approved. The run resumes in the background."]
+    html = response.content.decode()
+    assert "Resuming the run" in html
+    assert '<meta http-equiv="refresh" content="2">' in html
+    decision = Decision.objects.get()
+    assert (decision.approved, decision.note, decision.source) == (True, "paid", "web")
+    assert decision.client_address == "127.0.0.1"
+
+    run_queued_tasks()
+    html = approver_client.get(review_url(run)).content.decode()
+    assert "The run completed." in html
+    assert 'http-equiv="refresh"' not in html
+
+
+def test_reject_with_a_note_fails_the_run_and_shows_the_error(approver_client: Client) -> None:
+    run = start_run()
+    approver_client.post(review_url(run), form_data(run, "reject", "duplicate invoice"))
+    run_queued_tasks()
+    html = approver_client.get(review_url(run)).content.decode()
+    assert "The run failed" in html
+    assert "duplicate invoice" in html
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+
+
+def test_the_next_gate_is_shown_after_the_first_is_approved(approver_client: Client) -> None:
+    run = start_run("two_gates.yaml")
+    approver_client.post(review_url(run), form_data(run))
+    run_queued_tasks()
+    response = approver_client.get(review_url(run))
+    html = response.content.decode()
+    assert "now waits at the next gate: <strong>legal_review</strong>" in html
+    assert "Legal: cleared to publish?" in html
+    assert response.context["form"] is not None
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"decision": ""}, "Choose Approve or Reject."),
+        ({"decision": "maybe"}, "Choose Approve or Reject."),
+        ({"decision": "reject", "note": "  "}, "a note is required to reject"),
+        ({"note": "x" * 2001}, "Keep the note to 2000 characters at most"),
+        ({"suspended_at": "yesterday"}, "The form is incomplete: reload the page."),
+    ],
+)
+def test_bad_input_is_explained_and_changes_nothing(
+    approver_client: Client, data: dict[str, str], error: str
+) -> None:
+    run = start_run()
+    response = approver_client.post(review_url(run), {**form_data(run), **data})
+    assert response.status_code == 400
+    assert error in response.content.decode()
+    assert not Decision.objects.exists()
+    assert Run.objects.get(pk=run.pk).status == Run.Status.SUSPENDED
+
+
+def test_missing_fields_are_explained(approver_client: Client) -> None:
+    run = start_run()
+    response = approver_client.post(review_url(run), {})
+    assert response.status_code == 400
+    assert "Choose Approve or Reject." in response.content.decode()
+    assert not Decision.objects.exists()
+
+
+def test_a_stale_form_is_refused(approver_client: Client) -> None:
+    run = start_run("two_gates.yaml")
+    stale = form_data(run)
+    approver_client.post(review_url(run), stale)
+    run_queued_tasks()  # the run moved on to the second gate
+    response = approver_client.post(review_url(run), stale, follow=True)
+    assert "moved on since the page was opened" in messages_of(response)[-1]
+    assert Decision.objects.count() == 1
+
+
+def test_deciding_twice_names_who_decided(approver_client: Client) -> None:
+    run = start_run()
+    approver_client.post(review_url(run), form_data(run))
+    other = Client()
+    other.force_login(make_user("bea", "Approvers"))
+    response = other.post(review_url(run), form_data(run, "reject", "no"), follow=True)
+    assert messages_of(response)[0].startswith(
+        "Already decided: ada@example.com approved this run at"
+    )
+    assert Decision.objects.count() == 1
+
+
+@pytest.mark.parametrize("status", ["completed", "cancelled", "failed"])
+def test_a_run_that_is_not_waiting_is_refused(approver_client: Client, status: str) -> None:
+    run = start_run()
+    data = form_data(run)
+    Run.objects.filter(pk=run.pk).update(status=status)
+    response = approver_client.post(review_url(run), data, follow=True)
+    assert "not waiting for a decision" in messages_of(response)[0]
+    assert not Decision.objects.exists()
+
+
+def test_posting_for_an_unknown_run_is_a_404(approver_client: Client) -> None:
+    response = approver_client.post(reverse("approvals:review", args=["nope"]), {})
+    assert response.status_code == 404
+
+
+# -- who may ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["Viewers", "Operators", None])
+def test_only_approvers_may_post_a_decision(client: Client, role: str | None) -> None:
+    run = start_run()
+    client.force_login(make_user("someone", *([role] if role else [])))
+    response = client.post(review_url(run), form_data(run))
+    assert response.status_code == 403
+    assert not Decision.objects.exists()
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_anonymous_users_are_sent_to_login(client: Client, method: str) -> None:
+    run = start_run()
+    for url in (INBOX, review_url(run)):
+        response = getattr(client, method)(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(f"/accounts/login/?next={url}")
+    assert not Decision.objects.exists()
+
+
+def test_a_user_without_a_role_is_told_so(client: Client) -> None:
+    client.force_login(make_user("nobody"))
+    response = client.get(INBOX)
+    assert response.status_code == 403
+    assert "no role in this console" in response.content.decode()
+
+
+def test_a_forged_csrf_token_is_refused_clearly(approver: Any) -> None:
+    run = start_run()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(approver)
+    response = client.post(review_url(run), {**form_data(run), "csrfmiddlewaretoken": "forged"})
+    assert response.status_code == 403
+    assert "The form expired" in response.content.decode()
+    assert not Decision.objects.exists()
+
+
+def test_a_real_form_post_with_its_csrf_token_works(approver: Any) -> None:
+    run = start_run()
+    client = Client(enforce_csrf_checks=True)
+    client.login(username=approver.username, password=PASSWORD)
+    page = client.get(review_url(run))
+    token = page.context["csrf_token"]
+    response = client.post(review_url(run), {**form_data(run), "csrfmiddlewaretoken": str(token)})
+    assert response.status_code == 302
+    assert Decision.objects.count() == 1
+
+
+# -- many clicks at once ----------------------------------------------------------------
+
+
+def test_twenty_approvers_posting_at_once_get_one_decision_and_clear_messages() -> None:
+    run = start_run()
+    clients = []
+    for i in range(20):
+        client = Client()
+        client.force_login(make_user(f"approver{i}", "Approvers"))
+        clients.append(client)
+    barrier = threading.Barrier(20)
+
+    def post(client: Client) -> tuple[int, str]:
+        barrier.wait()
+        try:
+            response = client.post(review_url(run), form_data(run), follow=True)
+            # Not response.context: the test client collects it from every thread.
+            (message,) = re.findall(
+                r'<li class="message [a-z]+" role="status">([^<]*)</li>', response.content.decode()
+            )
+            return response.status_code, unescape(message)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(post, clients))
+
+    assert all(status == 200 for status, _ in results)
+    texts = [text for _, text in results]
+    assert texts.count("Approved. The run resumes in the background.") == 1
+    assert sum(t.startswith("Already decided: ") for t in texts) == 19
+    assert Decision.objects.count() == 1
+    assert Resumption.objects.count() == 1
+
+
+def test_the_root_takes_people_to_the_inbox(approver_client: Client) -> None:
+    response = approver_client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == INBOX
