@@ -18,10 +18,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-## Start the console on SQLite at http://$(HOST):$(PORT)
+## Start the console on SQLite at http://$(HOST):$(PORT), with its task worker (Ctrl-C stops both)
 run: install
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py migrate --no-input
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
+	export DJANGO_DEBUG=$${DJANGO_DEBUG:-1}; \
+	$(PY) manage.py migrate --no-input && \
+	{ $(PY) manage.py db_worker --no-reload & worker=$$!; \
+	  trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
+	  $(PY) manage.py runserver $(HOST):$(PORT); }
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -130,7 +130,6 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/accounts/login/"
 CSRF_FAILURE_VIEW = "runs.views.csrf_failure"
 LOGIN_REDIRECT_URL = "/approvals/"
-LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # --- I18N -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

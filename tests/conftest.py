@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from runs.models import Run
 from runs.runtime import NeuroCoreProject, current_project, load_project
 from runs.store import DjangoRunStore
 
+ROOT = Path(__file__).resolve().parent.parent
 TEST_PROJECT_ROOT = Path(__file__).parent / "project"
 
 
@@ -74,8 +78,9 @@ def database_url() -> str:
 
 @pytest.fixture(autouse=True)
 def test_project_settings(settings: Any) -> Iterator[None]:
-    """The console resumes runs with the test NeuroCore project."""
+    """The console resumes runs with the test NeuroCore project; passwords hash fast."""
     settings.NEUROCORE_PROJECT_ROOT = TEST_PROJECT_ROOT
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     current_project.cache_clear()
     yield
     current_project.cache_clear()
@@ -155,3 +160,43 @@ class FailingEmailBackend(BaseEmailBackend):
 
     def send_messages(self, email_messages: Any) -> int:
         raise ConnectionRefusedError("SMTP server unreachable")
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+    """Start `manage.py db_worker` processes on the test database; stop them after."""
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def start(worker_id: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "NEUROCORE_PROJECT_ROOT": str(TEST_PROJECT_ROOT),
+        }
+        log = (tmp_path / f"{worker_id}.log").open("wb")
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "manage.py"),
+                "db_worker",
+                "--no-reload",
+                "--no-startup-delay",
+                "--interval=0.2",
+                f"--worker-id={worker_id}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()

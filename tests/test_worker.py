@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +13,8 @@ from django_tasks_db.models import DBTaskResult
 
 from runs import services
 from runs.models import Decision, Resumption, Run, Source
-from tests.conftest import TEST_PROJECT_ROOT, database_url, start_run
+from tests.conftest import start_run
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -37,46 +33,6 @@ def hold_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     flag = tmp_path / "hold"
     monkeypatch.setenv("CONSOLE_TEST_HOLD_FILE", str(flag))
     return flag
-
-
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
-    """Start `manage.py db_worker` processes on the test database; stop them after."""
-    workers: list[subprocess.Popen[bytes]] = []
-
-    def start(worker_id: str) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "NEUROCORE_PROJECT_ROOT": str(TEST_PROJECT_ROOT),
-        }
-        log = (tmp_path / f"{worker_id}.log").open("wb")
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "manage.py"),
-                "db_worker",
-                "--no-reload",
-                "--no-startup-delay",
-                "--interval=0.2",
-                f"--worker-id={worker_id}",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        if worker.poll() is None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
 
 
 def decide(run: Run, approver: Any) -> Resumption:

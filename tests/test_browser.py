@@ -1,0 +1,162 @@
+"""Real Chromium against a live console and a real worker process.
+
+An approver logs in, finds the run in the inbox, approves with a note and
+watches it complete; a rejection ends failed with the note; a viewer sees no
+form. In CI (CI=true) these never skip: a missing Chromium fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from runs.models import Decision, Run
+from tests.conftest import PASSWORD, make_user
+from tests.conftest import start_run as start_run_here
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Playwright's sync API keeps an event loop on this thread; the ORM calls
+    # the tests make between browser steps are not inside it.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+def start_run(*args: Any, **kwargs: Any) -> Run:
+    """Run a blueprint through NeuroCore off this thread, where Playwright's loop lives."""
+
+    def in_own_thread() -> Run:
+        try:
+            return start_run_here(*args, **kwargs)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(in_own_thread).result()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def log_in(page: Page, live_server: Any, username: str, next_path: str = "/approvals/") -> None:
+    page.goto(live_server.url + next_path)
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(live_server.url + next_path)
+
+
+def test_an_approver_approves_and_watches_the_run_complete(
+    page: Page, live_server: Any, start_worker: Any
+) -> None:
+    make_user("ada", "Approvers")
+    run = start_run(amount=250, payee="ACME GmbH")
+    start_worker("browser-worker")
+
+    log_in(page, live_server, "ada")
+    expect(page.locator(".count")).to_have_text("1")
+    row = page.get_by_role("row", name=re.compile("payment"))
+    expect(row).to_contain_text("Approve the payment?")
+    expect(row).to_contain_text('payee="ACME GmbH"')
+    row.get_by_role("link", name="Review").click()
+
+    expect(page.locator(".gate-message")).to_have_text("Approve the payment?")
+    expect(page.locator("pre.json").first).to_contain_text('"payee": "ACME GmbH"')
+    page.get_by_label("Note").fill("Invoice 42 checked")
+    page.get_by_role("button", name="Approve").click()
+
+    expect(page.get_by_role("status").first).to_have_text(
+        "Approved. The run resumes in the background."
+    )
+    # The page refreshes itself until the worker has resumed the run.
+    expect(page.get_by_text("The run completed.")).to_be_visible(timeout=30_000)
+    expect(page.locator(".count")).to_have_text("0")
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+    decision = Decision.objects.get()
+    assert decision.note == "Invoice 42 checked"
+    assert decision.decided_by_identity == "ada@example.com"
+
+
+def test_a_rejection_ends_failed_with_the_note(
+    page: Page, live_server: Any, start_worker: Any
+) -> None:
+    make_user("ada", "Approvers")
+    run = start_run()
+    start_worker("browser-worker")
+
+    log_in(page, live_server, "ada", f"/approvals/{run.run_id}/")
+    page.get_by_role("button", name="Reject").click()  # no note: refused, nothing changes
+    expect(page.get_by_text("a note is required to reject").first).to_be_visible()
+    assert not Decision.objects.exists()
+
+    page.get_by_label("Note").fill("Vendor not on the approved list")
+    page.get_by_role("button", name="Reject").click()
+    expect(page.locator(".progress .error")).to_contain_text(
+        "Vendor not on the approved list", timeout=30_000
+    )
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+    assert "Vendor not on the approved list" in run.error
+
+
+def test_a_viewer_sees_the_run_but_no_form(page: Page, live_server: Any) -> None:
+    make_user("vera", "Viewers")
+    run = start_run()
+
+    log_in(page, live_server, "vera", f"/approvals/{run.run_id}/")
+    expect(page.locator(".gate-message")).to_have_text("Approve the payment?")
+    expect(page.get_by_text("you may not approve or reject it")).to_be_visible()
+    expect(page.get_by_role("button", name="Approve")).to_have_count(0)
+    expect(page.get_by_role("button", name="Reject")).to_have_count(0)
+
+
+def test_logging_out_ends_the_session(page: Page, live_server: Any) -> None:
+    make_user("ada", "Approvers")
+    log_in(page, live_server, "ada")
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_text("You are logged out.")).to_be_visible()
+    page.goto(live_server.url + "/approvals/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/approvals/"))
