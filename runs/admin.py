@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 
-from runs.models import Decision, Resumption, Run
+from runs.models import Decision, Run, RunAction
 
 admin.site.site_header = "NeuroCore Console"
 admin.site.site_title = "NeuroCore Console"
@@ -98,8 +98,8 @@ class DecisionAdmin(ReadOnlyAdmin):
         return response
 
 
-@admin.register(Resumption)
-class ResumptionAdmin(ReadOnlyAdmin):
+@admin.register(RunAction)
+class RunActionAdmin(ReadOnlyAdmin):
     list_display = [
         "requested_at",
         "run_id",

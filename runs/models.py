@@ -213,14 +213,23 @@ class Decision(models.Model):
         return f"{self.run_id[:12]} {self.gate} {verdict} by {self.decided_by_identity}"
 
 
-class Resumption(models.Model):
-    """A request to resume a run through NeuroCore, executed by the task worker.
+class RunAction(models.Model):
+    """Something a person asked the console to do to a run: the audit and the work.
 
-    Its state is the worker's claim on the work: ``queued`` until a worker claims
-    it, ``running`` while that worker's heartbeat is fresh, then ``done``. A
-    worker that dies leaves a stale heartbeat; any other worker's watchdog puts
-    the resumption back in the queue (``runs.services.resumptions_recover``).
+    Resume and replay run in the task worker; the state is that worker's claim:
+    ``queued`` until a worker claims it, ``running`` while the worker's heartbeat
+    is fresh, then ``done`` with the outcome. A worker that dies leaves a stale
+    heartbeat; any other worker's watchdog queues the action again
+    (``runs.services.run_actions_recover``). Cancel and delete are done at once
+    and recorded ``done``. The run is referenced without a constraint: the
+    record of a deletion outlives the run.
     """
+
+    class Kind(models.TextChoices):
+        RESUME = "resume", "Resume"
+        REPLAY = "replay", "Replay"
+        CANCEL = "cancel", "Cancel"
+        DELETE = "delete", "Delete"
 
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -231,9 +240,10 @@ class Resumption(models.Model):
         Run,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
-        related_name="resumptions",
+        related_name="actions",
         db_column="run_id",
     )
+    kind = models.CharField(max_length=8, choices=Kind)
     decision = models.OneToOneField(
         Decision,
         on_delete=models.DO_NOTHING,
@@ -241,6 +251,7 @@ class Resumption(models.Model):
         null=True,
         blank=True,
         related_name="resumption",
+        help_text="The approval decision this resume applies.",
     )
     resume_data = AgentJSONField(null=True, blank=True)
     requested_by = models.ForeignKey(
@@ -252,6 +263,8 @@ class Resumption(models.Model):
     )
     requested_by_identity = models.TextField()
     requested_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=8, choices=Source, default=Source.WEB)
+    from_status = models.CharField(max_length=16, blank=True, choices=Run.Status)
     state = models.CharField(max_length=8, choices=State, default=State.QUEUED)
     task_id = models.TextField(blank=True, help_text="The task that may claim it.")
     attempts = models.PositiveIntegerField(default=0)
@@ -261,13 +274,17 @@ class Resumption(models.Model):
     outcome_status = models.CharField(max_length=16, blank=True, choices=Run.Status)
     outcome_error = models.TextField(blank=True)
     outcome_gate = models.TextField(blank=True)
+    result_run_id = models.TextField(blank=True, help_text="The new run a replay made.")
 
     class Meta:
         ordering = ["-requested_at"]
-        indexes = [models.Index(fields=["state", "heartbeat_at"], name="resumption_state_idx")]
+        indexes = [
+            models.Index(fields=["state", "heartbeat_at"], name="action_state_idx"),
+            models.Index(fields=["run", "-requested_at"], name="action_run_idx"),
+        ]
 
     def __str__(self) -> str:
-        return f"resume {self.run_id[:12]} ({self.state})"
+        return f"{self.kind} {self.run_id[:12]} ({self.state})"
 
 
 class SuspensionNotice(models.Model):

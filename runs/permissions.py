@@ -17,3 +17,13 @@ def can_view_runs(user: User) -> bool:
 def can_decide(user: User, run: Run | None = None) -> bool:
     """May approve or reject ``run`` (or, without a run, some run) at its gate."""
     return user.is_active and user.has_perm("runs.approve_run")
+
+
+def can_operate(user: User, run: Run | None = None) -> bool:
+    """May resume, replay and cancel ``run`` (or, without a run, some run)."""
+    return user.is_active and user.has_perm("runs.operate_run")
+
+
+def can_delete(user: User, run: Run | None = None) -> bool:
+    """May delete ``run`` and its steps."""
+    return user.is_active and user.has_perm("runs.delete_run")

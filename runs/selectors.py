@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from runs.models import Decision, Resumption, Run, Step
+from runs.models import Decision, Run, RunAction, Step
 from runs.permissions import User, can_decide
 
 
@@ -84,6 +84,10 @@ def decisions_of(run_id: str) -> QuerySet[Decision]:
     return Decision.objects.filter(run_id=run_id).select_related("resumption")
 
 
-def latest_resumption(run_id: str) -> Resumption | None:
-    """The most recent resume request of a run."""
-    return Resumption.objects.filter(run_id=run_id).order_by("-requested_at", "-pk").first()
+def latest_resumption(run_id: str) -> RunAction | None:
+    """The most recent resume of a run (by a decision or an operator)."""
+    return (
+        RunAction.objects.filter(run_id=run_id, kind=RunAction.Kind.RESUME)
+        .order_by("-requested_at", "-pk")
+        .first()
+    )

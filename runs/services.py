@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -26,11 +28,12 @@ from django.tasks import TaskResultStatus
 from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
-from neurocore.runtime.executor import resume_blueprint
+from neurocore.runtime.blueprint import Blueprint
+from neurocore.runtime.executor import execute_blueprint_tracked, resume_blueprint
 
 from runs import runtime
-from runs.models import Decision, Resumption, Run, Source, SuspensionNotice
-from runs.permissions import User, can_decide
+from runs.models import Decision, Run, RunAction, Source, SuspensionNotice
+from runs.permissions import User, can_decide, can_delete, can_operate
 from runs.selectors import current_decision, review_evidence
 from runs.store import DjangoRunStore
 
@@ -139,26 +142,152 @@ def decision_record(
             if existing is None:
                 raise
             raise AlreadyDecided(existing) from None
-        _resumption_enqueue(
-            Resumption(
+        _action_enqueue(
+            RunAction(
                 run=run,
+                kind=RunAction.Kind.RESUME,
                 decision=decision,
                 resume_data={"approved": approved, "note": note, "by": identity},
                 requested_by=actor,
                 requested_by_identity=identity,
+                source=source,
+                from_status=run.status,
             )
         )
     return decision
 
 
-def _resumption_enqueue(resumption: Resumption) -> Resumption:
-    """Save a resumption and enqueue the task that may claim it (same transaction)."""
-    from runs.tasks import resume_run
+def _action_enqueue(action: RunAction) -> RunAction:
+    """Save a background action and enqueue the task that may claim it (same transaction)."""
+    from runs.tasks import execute_run_action
 
-    resumption.save()
-    resumption.task_id = resume_run.enqueue(resumption.pk).id
-    resumption.save(update_fields=["task_id"])
-    return resumption
+    action.save()
+    action.task_id = execute_run_action.enqueue(action.pk).id
+    action.save(update_fields=["task_id"])
+    return action
+
+
+# -- operators' actions ------------------------------------------------------------
+
+RESUMABLE = (Run.Status.SUSPENDED, Run.Status.FAILED)
+CANCELLABLE = (Run.Status.SUSPENDED, Run.Status.RUNNING)
+
+
+def _locked_run(run_id: str) -> Run:
+    run = Run.objects.select_for_update().filter(pk=run_id).first()
+    if run is None:
+        raise RunNotFound(f"No run has the id {run_id!r}.")
+    return run
+
+
+def _refuse_if_busy(run: Run) -> None:
+    pending = RunAction.objects.filter(
+        run=run, state__in=[RunAction.State.QUEUED, RunAction.State.RUNNING]
+    ).first()
+    if pending is not None:
+        raise ConsoleError(
+            f"A {pending.get_kind_display().lower()} of this run, asked by "
+            f"{pending.requested_by_identity}, is {pending.get_state_display().lower()}. "
+            "Wait for it to finish."
+        )
+
+
+def run_resume_request(
+    *,
+    run_id: str,
+    resume_data: dict[str, Any] | None,
+    actor: User,
+    source: Source,
+) -> RunAction:
+    """Queue a resume of a suspended or failed run, with optional ``resume_data``."""
+    with transaction.atomic():
+        run = _locked_run(run_id)
+        if not can_operate(actor, run):
+            raise PermissionDenied("You may not resume this run.")
+        if run.status not in RESUMABLE:
+            raise ConsoleError(
+                f"This run is {run.get_status_display().lower()}: only suspended or failed "
+                "runs can be resumed. Nothing was changed."
+            )
+        _refuse_if_busy(run)
+        return _action_enqueue(
+            RunAction(
+                run=run,
+                kind=RunAction.Kind.RESUME,
+                resume_data=resume_data,
+                requested_by=actor,
+                requested_by_identity=actor_identity(actor),
+                source=source,
+                from_status=run.status,
+            )
+        )
+
+
+def run_replay_request(*, run_id: str, actor: User, source: Source) -> RunAction:
+    """Queue a replay: a new run of the stored blueprint snapshot on the same inputs."""
+    with transaction.atomic():
+        run = _locked_run(run_id)
+        if not can_operate(actor, run):
+            raise PermissionDenied("You may not replay this run.")
+        return _action_enqueue(
+            RunAction(
+                run=run,
+                kind=RunAction.Kind.REPLAY,
+                requested_by=actor,
+                requested_by_identity=actor_identity(actor),
+                source=source,
+                from_status=run.status,
+                result_run_id=uuid.uuid4().hex,
+            )
+        )
+
+
+def run_cancel(*, run_id: str, actor: User, source: Source) -> RunAction:
+    """Cancel a suspended or running run: it ends ``cancelled`` and cannot be resumed."""
+    with transaction.atomic():
+        run = _locked_run(run_id)
+        if not can_operate(actor, run):
+            raise PermissionDenied("You may not cancel this run.")
+        if run.status not in CANCELLABLE:
+            raise ConsoleError(
+                f"This run is {run.get_status_display().lower()}: only suspended or running "
+                "runs can be cancelled. Nothing was changed."
+            )
+        _refuse_if_busy(run)
+        now = timezone.now()
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.CANCELLED, updated_at=now)
+        return RunAction.objects.create(
+            run=run,
+            kind=RunAction.Kind.CANCEL,
+            requested_by=actor,
+            requested_by_identity=actor_identity(actor),
+            source=source,
+            from_status=run.status,
+            state=RunAction.State.DONE,
+            finished_at=now,
+            outcome_status=Run.Status.CANCELLED,
+        )
+
+
+def run_delete(*, run_id: str, actor: User, source: Source) -> RunAction:
+    """Delete a run and its steps; the record of the deletion (and its decisions) stay."""
+    with transaction.atomic():
+        run = _locked_run(run_id)
+        if not can_delete(actor, run):
+            raise PermissionDenied("You may not delete runs.")
+        _refuse_if_busy(run)
+        action = RunAction.objects.create(
+            run=run,
+            kind=RunAction.Kind.DELETE,
+            requested_by=actor,
+            requested_by_identity=actor_identity(actor),
+            source=source,
+            from_status=run.status,
+            state=RunAction.State.DONE,
+            finished_at=timezone.now(),
+        )
+        Run.objects.filter(pk=run.pk).delete()  # steps go by ON DELETE CASCADE
+        return action
 
 
 # -- resumptions (run by the worker) -------------------------------------------------
@@ -173,39 +302,42 @@ class Outcome:
     error: str = ""
 
 
-def resumption_execute(*, resumption_id: int, task_id: str) -> Resumption | None:
-    """Claim a queued resumption for ``task_id`` and resume its run through NeuroCore.
+def run_action_execute(*, action_id: int, task_id: str) -> RunAction | None:
+    """Claim a queued action for ``task_id`` and carry it out through NeuroCore.
 
-    Returns None when the resumption is not this task's to run (already done,
-    or queued again for another task by a watchdog). While it runs, a heartbeat
+    Returns None when the action is not this task's to run (already done, or
+    queued again for another task by a watchdog). While it runs, a heartbeat
     tells other workers this one is alive.
     """
     now = timezone.now()
-    claimed = Resumption.objects.filter(
-        pk=resumption_id, state=Resumption.State.QUEUED, task_id=task_id
+    claimed = RunAction.objects.filter(
+        pk=action_id, state=RunAction.State.QUEUED, task_id=task_id
     ).update(
-        state=Resumption.State.RUNNING,
+        state=RunAction.State.RUNNING,
         attempts=F("attempts") + 1,
         started_at=now,
         heartbeat_at=now,
     )
     if not claimed:
-        logger.info("Resumption %s is not task %s's to run; skipped.", resumption_id, task_id)
+        logger.info("Action %s is not task %s's to run; skipped.", action_id, task_id)
         return None
-    resumption = Resumption.objects.select_related("decision").get(pk=resumption_id)
-    with _heartbeat(resumption_id, task_id):
-        outcome = _resume_through_neurocore(resumption)
-    Resumption.objects.filter(
-        pk=resumption_id, task_id=task_id, state=Resumption.State.RUNNING
-    ).update(
-        state=Resumption.State.DONE,
+    action = RunAction.objects.select_related("decision").get(pk=action_id)
+    execute = (
+        _replay_through_neurocore
+        if action.kind == RunAction.Kind.REPLAY
+        else _resume_through_neurocore
+    )
+    with _heartbeat(action_id, task_id):
+        outcome = execute(action)
+    RunAction.objects.filter(pk=action_id, task_id=task_id, state=RunAction.State.RUNNING).update(
+        state=RunAction.State.DONE,
         finished_at=timezone.now(),
         outcome_status=outcome.status,
         outcome_gate=outcome.gate,
         outcome_error=outcome.error,
     )
-    resumption.refresh_from_db()
-    return resumption
+    action.refresh_from_db()
+    return action
 
 
 def _outcome_of(run: Run, error: str = "") -> Outcome:
@@ -213,11 +345,11 @@ def _outcome_of(run: Run, error: str = "") -> Outcome:
     return Outcome(status=run.status, gate=gate, error=run.error or error)
 
 
-def _resume_through_neurocore(resumption: Resumption) -> Outcome:
-    run = Run.objects.filter(pk=resumption.run_id).first()
+def _resume_through_neurocore(action: RunAction) -> Outcome:
+    run = Run.objects.filter(pk=action.run_id).first()
     if run is None:
         return Outcome(status="", error="The run no longer exists.")
-    decision = resumption.decision
+    decision = action.decision
     if decision is not None:
         still_waiting = (
             run.status == Run.Status.SUSPENDED
@@ -237,7 +369,7 @@ def _resume_through_neurocore(resumption: Resumption) -> Outcome:
             run.run_id,
             project.registry,
             project.config,
-            resume_data=resumption.resume_data,
+            resume_data=action.resume_data,
             run_store=store,
         )
     except Exception as exc:  # a failing resume is an outcome; NeuroCore records it on the run
@@ -249,21 +381,49 @@ def _resume_through_neurocore(resumption: Resumption) -> Outcome:
     return _outcome_of(run, error)
 
 
+def _replay_through_neurocore(action: RunAction) -> Outcome:
+    original = Run.objects.filter(pk=action.run_id).first()
+    if original is None:
+        return Outcome(status="", error="The run to replay no longer exists.")
+    project = runtime.current_project()
+    store = DjangoRunStore()
+    error = ""
+    try:
+        # What `neurocore runs replay` does: the stored snapshot, the original inputs.
+        execute_blueprint_tracked(
+            Blueprint(**original.blueprint_snapshot),
+            project.registry,
+            project.config,
+            initial_data=original.initial_data,
+            run_store=store,
+            run_id=action.result_run_id,
+        )
+    except Exception as exc:  # a failing replay is an outcome, recorded on the new run
+        logger.warning("Replay of run %s failed: %s", original.run_id, exc)
+        error = str(exc)
+    finally:
+        store.close()
+    replay = Run.objects.filter(pk=action.result_run_id).first()
+    if replay is None:
+        return Outcome(status="", error=error or "The replay did not start.")
+    return _outcome_of(replay, error)
+
+
 @contextmanager
-def _heartbeat(resumption_id: int, task_id: str) -> Iterator[None]:
+def _heartbeat(action_id: int, task_id: str) -> Iterator[None]:
     """Refresh the resumption's heartbeat from a side thread while the body runs."""
     stop = threading.Event()
 
     def beat() -> None:
         try:
             while not stop.wait(settings.RESUME_HEARTBEAT_INTERVAL):
-                Resumption.objects.filter(
-                    pk=resumption_id, task_id=task_id, state=Resumption.State.RUNNING
+                RunAction.objects.filter(
+                    pk=action_id, task_id=task_id, state=RunAction.State.RUNNING
                 ).update(heartbeat_at=timezone.now())
         finally:
             connection.close()
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{resumption_id}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{action_id}", daemon=True)
     thread.start()
     try:
         yield
@@ -272,31 +432,31 @@ def _heartbeat(resumption_id: int, task_id: str) -> Iterator[None]:
         thread.join()
 
 
-def resumptions_recover(*, now: datetime | None = None) -> int:
-    """Queue again every resumption whose worker died or whose task never ran.
+def run_actions_recover(*, now: datetime | None = None) -> int:
+    """Queue again every background action whose worker died or whose task never ran.
 
-    A running resumption with a heartbeat older than ``RESUME_STALE_AFTER``
-    lost its worker; a queued one that old whose task is no longer waiting to
-    run (its worker died between taking the task and claiming the
-    resumption) would never run. Each is handed to a new task in one
-    conditional update, so among many watchdogs exactly one wins.
+    A running action with a heartbeat older than ``RESUME_STALE_AFTER`` lost
+    its worker; a queued one that old whose task is no longer waiting to run
+    (its worker died between taking the task and claiming the action) would
+    never run. Each is handed to a new task in one conditional update, so
+    among many watchdogs exactly one wins.
     """
-    from runs.tasks import resume_run
+    from runs.tasks import execute_run_action
 
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=settings.RESUME_STALE_AFTER)
-    candidates = Resumption.objects.filter(
-        Q(state=Resumption.State.RUNNING, heartbeat_at__lt=stale_before)
-        | Q(state=Resumption.State.QUEUED, requested_at__lt=stale_before)
+    candidates = RunAction.objects.filter(
+        Q(state=RunAction.State.RUNNING, heartbeat_at__lt=stale_before)
+        | Q(state=RunAction.State.QUEUED, requested_at__lt=stale_before)
     ).values_list("pk", "state", "task_id")
     recovered = 0
     for pk, state, old_task_id in candidates:
-        if state == Resumption.State.QUEUED and _task_waiting(old_task_id):
+        if state == RunAction.State.QUEUED and _task_waiting(old_task_id):
             continue  # its task waits for a free worker: nothing is lost
         with transaction.atomic():
-            new_task_id = resume_run.enqueue(pk).id
-            taken = Resumption.objects.filter(pk=pk, state=state, task_id=old_task_id).update(
-                state=Resumption.State.QUEUED, task_id=new_task_id
+            new_task_id = execute_run_action.enqueue(pk).id
+            taken = RunAction.objects.filter(pk=pk, state=state, task_id=old_task_id).update(
+                state=RunAction.State.QUEUED, task_id=new_task_id
             )
             if not taken:  # another watchdog, or the worker itself, got there first
                 transaction.set_rollback(True)
@@ -306,7 +466,7 @@ def resumptions_recover(*, now: datetime | None = None) -> int:
             ).first()
             if lost is not None:
                 lost.set_failed(WorkerLost(f"worker {lost.worker_ids[-1:]} stopped answering"))
-        logger.warning("Resumption %s lost its worker; queued again as task %s", pk, new_task_id)
+        logger.warning("Action %s lost its worker; queued again as task %s", pk, new_task_id)
         recovered += 1
     return recovered
 

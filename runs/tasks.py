@@ -8,9 +8,7 @@ from runs import services
 
 
 @task(takes_context=True)
-def resume_run(context: TaskContext, resumption_id: int) -> str | None:
-    """Resume a run through NeuroCore for a queued resumption; return the run's status."""
-    resumption = services.resumption_execute(
-        resumption_id=resumption_id, task_id=context.task_result.id
-    )
-    return resumption.outcome_status if resumption is not None else None
+def execute_run_action(context: TaskContext, action_id: int) -> str | None:
+    """Carry out a queued resume or replay through NeuroCore; return the run's status."""
+    action = services.run_action_execute(action_id=action_id, task_id=context.task_result.id)
+    return action.outcome_status if action is not None else None

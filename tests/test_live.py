@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from runs.models import Decision, Resumption, Run
+from runs.models import Decision, Run, RunAction
 from tests.conftest import PASSWORD, make_user, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -84,5 +84,5 @@ def test_twenty_clients_clicking_approve_at_once_make_one_decision(live_server: 
     assert messages.count("Approved. The run resumes in the background.") == 1
     assert sum(m.startswith("Already decided: ") for m in messages) == CLIENTS - 1
     assert Decision.objects.filter(run=run).count() == 1
-    assert Resumption.objects.filter(run=run).count() == 1
+    assert RunAction.objects.filter(run=run).count() == 1
     assert Run.objects.get(pk=run.pk).status == Run.Status.SUSPENDED  # the worker resumes it

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from runs import services
-from runs.models import Decision, Resumption, Run, Source, SuspensionNotice
+from runs.models import Decision, Run, RunAction, Source, SuspensionNotice
 from runs.services import AlreadyDecided, DecisionRefused, RunNotFound
 from tests.conftest import make_user, run_queued_tasks, start_run
 
@@ -47,7 +47,7 @@ def test_approval_is_recorded_with_its_evidence_and_resumes_the_run(approver: An
     assert len(decision.evidence_digest) == 64
     assert decision.client_address == "10.1.2.3"
     resumption = decision.resumption
-    assert resumption.state == Resumption.State.QUEUED
+    assert resumption.state == RunAction.State.QUEUED
     assert resumption.resume_data == {
         "approved": True,
         "note": "within budget",
@@ -62,7 +62,7 @@ def test_approval_is_recorded_with_its_evidence_and_resumes_the_run(approver: An
     assert run.status == Run.Status.COMPLETED
     assert run.final_context["data"]["approval"]["by"] == "ada@example.com"
     assert (resumption.state, resumption.outcome_status, resumption.attempts) == (
-        Resumption.State.DONE,
+        RunAction.State.DONE,
         "completed",
         1,
     )
@@ -75,7 +75,7 @@ def test_rejection_fails_the_run_with_the_note(approver: Any) -> None:
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED
     assert "not budgeted" in run.error
-    resumption = Resumption.objects.get(run=run)
+    resumption = RunAction.objects.get(run=run)
     assert resumption.outcome_status == "failed"
     assert "not budgeted" in resumption.outcome_error
 
@@ -86,7 +86,7 @@ def test_two_gates_get_one_decision_each(approver: Any) -> None:
     run_queued_tasks()
     run.refresh_from_db()
     assert (run.status, run.suspended_at_node) == ("suspended", "legal_review")
-    assert Resumption.objects.get(run=run).outcome_gate == "legal_review"
+    assert RunAction.objects.get(run=run).outcome_gate == "legal_review"
     decide(run, approver)
     run_queued_tasks()
     run.refresh_from_db()
@@ -108,7 +108,7 @@ def test_second_decision_on_the_same_suspension_names_the_first(approver: Any) -
     ):
         decide(run, other)
     assert Decision.objects.count() == 1
-    assert Resumption.objects.count() == 1
+    assert RunAction.objects.count() == 1
 
 
 def test_twenty_approvers_at_once_make_one_decision_and_one_resume() -> None:
@@ -132,7 +132,7 @@ def test_twenty_approvers_at_once_make_one_decision_and_one_resume() -> None:
     assert outcomes.count("decided") == 1
     assert outcomes.count("already") == 19
     assert Decision.objects.count() == 1
-    assert Resumption.objects.count() == 1
+    assert RunAction.objects.count() == 1
     assert DBTaskResult.objects.count() == 1
 
 
@@ -229,17 +229,17 @@ def test_a_resumption_whose_worker_died_is_queued_again_and_applied_once(approve
     lost_task = DBTaskResult.objects.get(pk=resumption.task_id)
     lost_task.claim("killed-worker")  # a worker took the task ...
     long_ago = timezone.now() - timedelta(minutes=5)
-    Resumption.objects.filter(pk=resumption.pk).update(  # ... claimed it, then went silent
-        state=Resumption.State.RUNNING, attempts=1, heartbeat_at=long_ago, started_at=long_ago
+    RunAction.objects.filter(pk=resumption.pk).update(  # ... claimed it, then went silent
+        state=RunAction.State.RUNNING, attempts=1, heartbeat_at=long_ago, started_at=long_ago
     )
 
-    assert services.resumptions_recover() == 1
-    assert services.resumptions_recover() == 0  # once
+    assert services.run_actions_recover() == 1
+    assert services.run_actions_recover() == 0  # once
 
     lost_task.refresh_from_db()
     assert lost_task.status == "FAILED"
     resumption.refresh_from_db()
-    assert resumption.state == Resumption.State.QUEUED
+    assert resumption.state == RunAction.State.QUEUED
     assert resumption.task_id != str(lost_task.pk)
     run_queued_tasks()
     resumption.refresh_from_db()
@@ -259,10 +259,10 @@ def test_a_resumption_whose_task_never_ran_is_picked_up(approver: Any) -> None:
     DBTaskResult.objects.filter(pk=resumption.task_id).update(
         status="RUNNING"
     )  # taken, never claimed
-    Resumption.objects.filter(pk=resumption.pk).update(
+    RunAction.objects.filter(pk=resumption.pk).update(
         requested_at=timezone.now() - timedelta(minutes=5)
     )
-    assert services.resumptions_recover() == 1
+    assert services.run_actions_recover() == 1
     run_queued_tasks()
     run.refresh_from_db()
     assert run.status == "completed"
@@ -271,10 +271,10 @@ def test_a_resumption_whose_task_never_ran_is_picked_up(approver: Any) -> None:
 def test_a_queued_resumption_with_a_waiting_task_is_left_alone(approver: Any) -> None:
     run = start_run()
     resumption = decide(run, approver).resumption
-    Resumption.objects.filter(pk=resumption.pk).update(
+    RunAction.objects.filter(pk=resumption.pk).update(
         requested_at=timezone.now() - timedelta(minutes=5)
     )
-    assert services.resumptions_recover() == 0
+    assert services.run_actions_recover() == 0
 
 
 def test_a_retry_after_the_run_moved_on_does_not_apply_the_decision_again(approver: Any) -> None:
@@ -283,10 +283,10 @@ def test_a_retry_after_the_run_moved_on_does_not_apply_the_decision_again(approv
     run_queued_tasks()  # applied: the run waits at the second gate
     steps_before = run.steps.count()
     # The worker died after NeuroCore finished but before it recorded the outcome.
-    Resumption.objects.filter(pk=resumption.pk).update(
-        state=Resumption.State.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=5)
+    RunAction.objects.filter(pk=resumption.pk).update(
+        state=RunAction.State.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=5)
     )
-    services.resumptions_recover()
+    services.run_actions_recover()
     run_queued_tasks()
     run.refresh_from_db()
     resumption.refresh_from_db()
@@ -298,11 +298,9 @@ def test_a_retry_after_the_run_moved_on_does_not_apply_the_decision_again(approv
 def test_a_stale_task_cannot_claim_a_requeued_resumption(approver: Any) -> None:
     run = start_run()
     resumption = decide(run, approver).resumption
-    assert (
-        services.resumption_execute(resumption_id=resumption.pk, task_id="some-other-task") is None
-    )
+    assert services.run_action_execute(action_id=resumption.pk, task_id="some-other-task") is None
     resumption.refresh_from_db()
-    assert resumption.state == Resumption.State.QUEUED
+    assert resumption.state == RunAction.State.QUEUED
 
 
 # -- notices -------------------------------------------------------------------------
@@ -334,3 +332,93 @@ def test_a_failed_send_is_retried(approver: Any, settings: Any) -> None:
     assert not SuspensionNotice.objects.exists()
     settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
     assert services.suspensions_announce() == 1
+
+
+# -- operators -------------------------------------------------------------------------
+
+
+def test_an_operator_resumes_a_failed_run_after_the_fix(operator: Any, flag_file: Any) -> None:
+    flag_file.touch()
+    run = start_run("flaky.yaml")
+    assert run.status == Run.Status.FAILED
+    flag_file.unlink()
+    action = services.run_resume_request(
+        run_id=run.run_id, resume_data=None, actor=operator, source=Source.CLI
+    )
+    assert (action.kind, action.from_status, action.source) == ("resume", "failed", "cli")
+    run_queued_tasks()
+    action.refresh_from_db()
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+    assert (action.state, action.outcome_status) == ("done", "completed")
+
+
+def test_a_replay_makes_a_new_run_linked_to_the_original(operator: Any) -> None:
+    run = start_run(amount=9)
+    action = services.run_replay_request(run_id=run.run_id, actor=operator, source=Source.WEB)
+    assert action.result_run_id
+    run_queued_tasks()
+    replay = Run.objects.get(pk=action.result_run_id)
+    assert replay.initial_data == {"amount": 9}
+    assert replay.blueprint_snapshot == run.blueprint_snapshot
+    assert replay.status == Run.Status.SUSPENDED  # at the gate again
+    action.refresh_from_db()
+    assert action.outcome_status == "suspended"
+
+
+def test_cancel_ends_a_waiting_run_for_good(operator: Any, approver: Any) -> None:
+    run = start_run()
+    action = services.run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)
+    assert (action.kind, action.from_status, action.outcome_status) == (
+        "cancel",
+        "suspended",
+        "cancelled",
+    )
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED
+    with pytest.raises(services.ConsoleError, match="only suspended or failed runs can be resumed"):
+        services.run_resume_request(
+            run_id=run.run_id, resume_data=None, actor=operator, source=Source.WEB
+        )
+    with pytest.raises(DecisionRefused, match="cancelled, not waiting"):
+        decide(run, approver)
+    with pytest.raises(
+        services.ConsoleError, match="only suspended or running runs can be cancelled"
+    ):
+        services.run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)
+
+
+def test_one_background_action_at_a_time(operator: Any) -> None:
+    run = start_run()
+    services.run_resume_request(
+        run_id=run.run_id, resume_data=None, actor=operator, source=Source.WEB
+    )
+    with pytest.raises(
+        services.ConsoleError, match=r"A resume of this run, asked by otto@example\.com, is queued"
+    ):
+        services.run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)
+
+
+def test_delete_needs_the_delete_permission_and_is_recorded(operator: Any, superuser: Any) -> None:
+    run = start_run()
+    with pytest.raises(PermissionDenied):
+        services.run_delete(run_id=run.run_id, actor=operator, source=Source.WEB)
+    action = services.run_delete(run_id=run.run_id, actor=superuser, source=Source.WEB)
+    assert not Run.objects.filter(pk=run.pk).exists()
+    assert not run.steps.exists()
+    assert (action.kind, action.from_status, action.requested_by_identity) == (
+        "delete",
+        "suspended",
+        "root@example.com",
+    )
+
+
+def test_operators_actions_need_the_operate_permission(approver: Any) -> None:
+    run = start_run()
+    for request in (services.run_resume_request, services.run_replay_request, services.run_cancel):
+        kwargs: dict[str, Any] = {"run_id": run.run_id, "actor": approver, "source": Source.WEB}
+        if request is services.run_resume_request:
+            kwargs["resume_data"] = None
+        with pytest.raises(PermissionDenied):
+            request(**kwargs)
+    assert not RunAction.objects.exists()

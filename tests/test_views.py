@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from runs.models import Decision, Resumption, Run
+from runs.models import Decision, Run, RunAction
 from tests.conftest import PASSWORD, make_user, run_queued_tasks, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -313,7 +313,7 @@ def test_twenty_approvers_posting_at_once_get_one_decision_and_clear_messages() 
     assert texts.count("Approved. The run resumes in the background.") == 1
     assert sum(t.startswith("Already decided: ") for t in texts) == 19
     assert Decision.objects.count() == 1
-    assert Resumption.objects.count() == 1
+    assert RunAction.objects.count() == 1
 
 
 def test_the_root_takes_people_to_the_inbox(approver_client: Client) -> None:

@@ -12,7 +12,7 @@ import pytest
 from django_tasks_db.models import DBTaskResult
 
 from runs import services
-from runs.models import Decision, Resumption, Run, Source
+from runs.models import Decision, Run, RunAction, Source
 from tests.conftest import start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,7 +35,7 @@ def hold_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return flag
 
 
-def decide(run: Run, approver: Any) -> Resumption:
+def decide(run: Run, approver: Any) -> RunAction:
     decision = services.decision_record(
         run_id=run.run_id,
         approved=True,
@@ -53,7 +53,7 @@ def test_the_worker_resumes_a_decided_run(approver: Any, start_worker: Any) -> N
     resumption = decide(run, approver)
     start_worker("worker-a")
     wait_for(
-        lambda: Resumption.objects.get(pk=resumption.pk).state == "done",
+        lambda: RunAction.objects.get(pk=resumption.pk).state == "done",
         timeout=60,
         what="the resume to finish",
     )
@@ -71,7 +71,7 @@ def test_a_worker_killed_mid_resume_is_replaced_within_a_minute(
     first_task = resumption.task_id
     worker_a = start_worker("worker-a")
     wait_for(
-        lambda: Resumption.objects.get(pk=resumption.pk).state == "running",
+        lambda: RunAction.objects.get(pk=resumption.pk).state == "running",
         timeout=60,
         what="worker A to start the resume",
     )
@@ -84,7 +84,7 @@ def test_a_worker_killed_mid_resume_is_replaced_within_a_minute(
 
     # The promise: another worker detects the loss and re-runs the resume within 60 s.
     wait_for(
-        lambda: Resumption.objects.get(pk=resumption.pk).state == "done",
+        lambda: RunAction.objects.get(pk=resumption.pk).state == "done",
         timeout=60,
         what="worker B to finish the resume",
     )

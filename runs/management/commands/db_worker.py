@@ -2,7 +2,7 @@
 
 The database task backend runs each task at most once and leaves the task of a
 killed worker "running" for ever. The watchdog, a thread beside the worker loop,
-queues again every resumption whose worker stopped answering (and every one
+queues again every resume or replay whose worker stopped answering (and every one
 whose task never ran), and emails approvers about new suspensions. Every worker
 runs one; they agree through conditional updates.
 """
@@ -41,7 +41,7 @@ class Watchdog(threading.Thread):
 
     def sweep(self) -> None:
         try:
-            services.resumptions_recover()
+            services.run_actions_recover()
             services.suspensions_announce()
         except Exception:  # a bad sweep must not stop the next one
             logger.exception("Watchdog sweep failed; trying again in %.0f s", self.interval)
