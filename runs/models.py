@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from runs.agentjson import AgentJSONDecoder, AgentJSONEncoder
@@ -37,6 +38,17 @@ class RunQuerySet(models.QuerySet["Run"]):
         return self.filter(status=Run.Status.SUSPENDED, suspended_at_node__isnull=False).exclude(
             models.Exists(decided)
         )
+
+    def with_step_counts(self) -> RunQuerySet:
+        """Annotate ``step_count``: a correlated count, computed only for the rows returned."""
+        counts = (
+            Step.objects.filter(run_id=models.OuterRef("run_id"))
+            .order_by()
+            .values("run_id")
+            .annotate(n=models.Count("*"))
+            .values("n")
+        )
+        return self.annotate(step_count=Coalesce(models.Subquery(counts), 0))
 
 
 class Run(models.Model):

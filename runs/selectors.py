@@ -91,3 +91,26 @@ def latest_resumption(run_id: str) -> RunAction | None:
         .order_by("-requested_at", "-pk")
         .first()
     )
+
+
+def runs_with_id_prefix(prefix: str, *, limit: int) -> list[Run]:
+    """Runs whose id starts with ``prefix``: an exact id first, else a range of the
+    primary key index (run ids sort byte by byte on both databases)."""
+    if exact := Run.objects.filter(pk=prefix).first():
+        return [exact]
+    runs = Run.objects.filter(run_id__gte=prefix)
+    if prefix and (last := ord(prefix[-1])) < 0x10FFFF:
+        runs = runs.filter(run_id__lt=prefix[:-1] + chr(last + 1))
+    return [run for run in runs.order_by("run_id")[:limit] if run.run_id.startswith(prefix)]
+
+
+def runs_listing(*, status: str | None, blueprint: str | None, limit: int) -> QuerySet[Run]:
+    """Runs newest first, optionally filtered, with their step counts (one query)."""
+    runs = Run.objects.order_by("-created_at")
+    if status:
+        runs = runs.filter(status=status)
+    if blueprint:
+        runs = runs.filter(blueprint_name=blueprint)
+    return runs.with_step_counts().only(
+        "run_id", "blueprint_name", "status", "duration_ms", "created_at"
+    )[:limit]

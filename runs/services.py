@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -76,6 +76,27 @@ def actor_identity(user: User) -> str:
     return getattr(user, "email", "") or user.get_username()
 
 
+def _who(actor: User | None, identity: str | None) -> str:
+    """The identity to record: given explicitly (the CLI's --by), else the actor's."""
+    if identity:
+        return identity
+    if actor is None:
+        raise ValueError("An action needs an actor or an identity.")
+    return actor_identity(actor)
+
+
+def _require(
+    permission: Callable[[User, Run], bool], actor: User | None, run: Run, message: str
+) -> None:
+    """Refuse a console user who lacks ``permission`` on ``run``.
+
+    ``actor`` is None only for the command line run by someone with shell access
+    to the console's database, who is trusted as an administrator would be.
+    """
+    if actor is not None and not permission(actor, run):
+        raise PermissionDenied(message)
+
+
 # -- decisions -------------------------------------------------------------------
 
 
@@ -86,9 +107,10 @@ def decision_record(
     note: str,
     shown_gate: str,
     shown_suspended_at: datetime,
-    actor: User,
+    actor: User | None,
     source: Source,
     client_address: str | None = None,
+    identity: str | None = None,
 ) -> Decision:
     """Approve or reject the suspension of ``run_id`` the actor was shown; queue the resume.
 
@@ -106,8 +128,7 @@ def decision_record(
         run = Run.objects.select_for_update().filter(pk=run_id).first()
         if run is None:
             raise RunNotFound(f"No run has the id {run_id!r}.")
-        if not can_decide(actor, run):
-            raise PermissionDenied("You may not approve or reject this run.")
+        _require(can_decide, actor, run, "You may not approve or reject this run.")
         if (existing := current_decision(run)) is not None:
             raise AlreadyDecided(existing)
         if run.status != Run.Status.SUSPENDED or not run.suspended_at_node:
@@ -121,7 +142,7 @@ def decision_record(
                 f"'{run.suspended_at_node}'. Reload the page and review it again."
             )
         evidence = review_evidence(run)
-        identity = actor_identity(actor)
+        identity = _who(actor, identity)
         try:
             with transaction.atomic():
                 decision = Decision.objects.create(
@@ -196,14 +217,14 @@ def run_resume_request(
     *,
     run_id: str,
     resume_data: dict[str, Any] | None,
-    actor: User,
+    actor: User | None,
     source: Source,
+    identity: str | None = None,
 ) -> RunAction:
     """Queue a resume of a suspended or failed run, with optional ``resume_data``."""
     with transaction.atomic():
         run = _locked_run(run_id)
-        if not can_operate(actor, run):
-            raise PermissionDenied("You may not resume this run.")
+        _require(can_operate, actor, run, "You may not resume this run.")
         if run.status not in RESUMABLE:
             raise ConsoleError(
                 f"This run is {run.get_status_display().lower()}: only suspended or failed "
@@ -216,25 +237,26 @@ def run_resume_request(
                 kind=RunAction.Kind.RESUME,
                 resume_data=resume_data,
                 requested_by=actor,
-                requested_by_identity=actor_identity(actor),
+                requested_by_identity=_who(actor, identity),
                 source=source,
                 from_status=run.status,
             )
         )
 
 
-def run_replay_request(*, run_id: str, actor: User, source: Source) -> RunAction:
+def run_replay_request(
+    *, run_id: str, actor: User | None, source: Source, identity: str | None = None
+) -> RunAction:
     """Queue a replay: a new run of the stored blueprint snapshot on the same inputs."""
     with transaction.atomic():
         run = _locked_run(run_id)
-        if not can_operate(actor, run):
-            raise PermissionDenied("You may not replay this run.")
+        _require(can_operate, actor, run, "You may not replay this run.")
         return _action_enqueue(
             RunAction(
                 run=run,
                 kind=RunAction.Kind.REPLAY,
                 requested_by=actor,
-                requested_by_identity=actor_identity(actor),
+                requested_by_identity=_who(actor, identity),
                 source=source,
                 from_status=run.status,
                 result_run_id=uuid.uuid4().hex,
@@ -242,12 +264,13 @@ def run_replay_request(*, run_id: str, actor: User, source: Source) -> RunAction
         )
 
 
-def run_cancel(*, run_id: str, actor: User, source: Source) -> RunAction:
+def run_cancel(
+    *, run_id: str, actor: User | None, source: Source, identity: str | None = None
+) -> RunAction:
     """Cancel a suspended or running run: it ends ``cancelled`` and cannot be resumed."""
     with transaction.atomic():
         run = _locked_run(run_id)
-        if not can_operate(actor, run):
-            raise PermissionDenied("You may not cancel this run.")
+        _require(can_operate, actor, run, "You may not cancel this run.")
         if run.status not in CANCELLABLE:
             raise ConsoleError(
                 f"This run is {run.get_status_display().lower()}: only suspended or running "
@@ -260,7 +283,7 @@ def run_cancel(*, run_id: str, actor: User, source: Source) -> RunAction:
             run=run,
             kind=RunAction.Kind.CANCEL,
             requested_by=actor,
-            requested_by_identity=actor_identity(actor),
+            requested_by_identity=_who(actor, identity),
             source=source,
             from_status=run.status,
             state=RunAction.State.DONE,
@@ -269,18 +292,19 @@ def run_cancel(*, run_id: str, actor: User, source: Source) -> RunAction:
         )
 
 
-def run_delete(*, run_id: str, actor: User, source: Source) -> RunAction:
+def run_delete(
+    *, run_id: str, actor: User | None, source: Source, identity: str | None = None
+) -> RunAction:
     """Delete a run and its steps; the record of the deletion (and its decisions) stay."""
     with transaction.atomic():
         run = _locked_run(run_id)
-        if not can_delete(actor, run):
-            raise PermissionDenied("You may not delete runs.")
+        _require(can_delete, actor, run, "You may not delete runs.")
         _refuse_if_busy(run)
         action = RunAction.objects.create(
             run=run,
             kind=RunAction.Kind.DELETE,
             requested_by=actor,
-            requested_by_identity=actor_identity(actor),
+            requested_by_identity=_who(actor, identity),
             source=source,
             from_status=run.status,
             state=RunAction.State.DONE,

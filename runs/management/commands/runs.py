@@ -1,0 +1,352 @@
+"""``manage.py runs …``: NeuroCore's ``neurocore runs`` CLI, on the console's database.
+
+Same subcommands, flags, output and exit codes as NeuroCore 0.4's ``runs_cmd``;
+approve, resume and replay go through the console's services and worker, so
+they are audited like the web's. Run ids may be abbreviated to any unique
+prefix, found with an index range scan over all runs.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import json
+import shutil
+import time
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
+from neurocore.errors import NeuroCoreError
+from neurocore.runtime.executor import execute_blueprint_tracked
+from rich.console import Console
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+
+from runs import selectors, services
+from runs.models import Run, RunAction, Source
+from runs.runtime import current_project
+from runs.store import DjangoRunStore
+
+STATUS_COLORS = {
+    "completed": "green",
+    "failed": "red",
+    "suspended": "yellow",
+    "running": "cyan",
+    "cancelled": "dim",
+}
+USAGE_ERROR = 2  # what typer exits with for a bad parameter
+FAILURE = 1
+AMBIGUOUS_SHOWN = 5
+WAIT_POLL_SECONDS = 0.5
+
+
+def status_text(status: str) -> str:
+    color = STATUS_COLORS.get(status, "white")
+    return f"[{color}]{status}[/{color}]"
+
+
+def parse_data(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` arguments as a dict, as ``neurocore`` parses ``--data``."""
+    data: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CommandError(
+                f"Invalid data format: '{item}'. Use KEY=VALUE.", returncode=USAGE_ERROR
+            )
+        if not key.strip():
+            raise CommandError(
+                f"Invalid data format: '{item}'. Key cannot be empty.", returncode=USAGE_ERROR
+            )
+        data[key.strip()] = value
+    return data
+
+
+class Command(BaseCommand):
+    help = "Inspect, replay, resume, and approve blueprint runs (NeuroCore's `runs` CLI)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
+
+        listing = sub.add_parser("list", help="List recorded runs (newest first).")
+        listing.add_argument("--status", "-s", help="Filter by status.")
+        listing.add_argument("--blueprint", "-b", help="Filter by blueprint name.")
+        listing.add_argument("--limit", "-n", type=int, default=50, help="Max rows.")
+
+        inspect = sub.add_parser("inspect", help="Show a run's details and step history.")
+        inspect.add_argument("run_id", help="Run id (full or unique prefix).")
+        inspect.add_argument("--full", action="store_true", help="Show the final context data.")
+        inspect.add_argument("--json", "-j", action="store_true", dest="as_json", help="Emit JSON.")
+
+        replay = sub.add_parser("replay", help="Re-execute a run from its original inputs.")
+        replay.add_argument("run_id", help="Run id (full or unique prefix).")
+        self._add_actor_arguments(replay)
+
+        resume = sub.add_parser("resume", help="Resume a suspended or failed run.")
+        resume.add_argument("run_id", help="Run id (full or unique prefix).")
+        resume.add_argument(
+            "--data", "-d", action="append", default=[], help="resume_data as KEY=VALUE pairs."
+        )
+        self._add_actor_arguments(resume)
+
+        approve = sub.add_parser("approve", help="Approve (or --reject) a suspended run.")
+        approve.add_argument("run_id", help="Run id (full or unique prefix).")
+        approve.add_argument("--reject", action="store_true", help="Reject instead of approve.")
+        approve.add_argument("--note", default="", help="Optional decision note.")
+        self._add_actor_arguments(approve)
+
+        run = sub.add_parser("run", help="Execute a blueprint of the NeuroCore project.")
+        run.add_argument("blueprint", type=Path, help="Blueprint YAML (path or name).")
+        run.add_argument(
+            "--data", "-d", action="append", default=[], help="Initial data as KEY=VALUE pairs."
+        )
+
+    @staticmethod
+    def _add_actor_arguments(parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--by", default="", help="Who made the decision (a console user, else recorded as is)."
+        )
+        parser.add_argument(
+            "--wait", action="store_true", help="Wait for the worker and print the result."
+        )
+
+    def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
+        getattr(self, f"handle_{subcommand}")(**options)
+
+    # -- output -------------------------------------------------------------------------
+    def render(self, *renderables: Any) -> None:
+        """Print rich renderables to this command's stdout."""
+        buffer = io.StringIO()
+        console = Console(file=buffer, width=max(100, shutil.get_terminal_size().columns))
+        for renderable in renderables:
+            console.print(renderable)
+        self.stdout.write(buffer.getvalue(), ending="")
+
+    def print_result(self, run: Run) -> None:
+        """The run's final data as a result panel (as ``neurocore run`` prints it)."""
+        context = run.final_context if isinstance(run.final_context, dict) else {}
+        data = context.get("data", {})
+        syntax = Syntax(json.dumps(data, indent=2, default=str), "json", theme="monokai")
+        self.render(Panel(syntax, title="[green]Result[/green]", border_style="green"))
+
+    # -- resolving ----------------------------------------------------------------------
+    def resolve(self, partial: str) -> Run:
+        """A run from a full id or a unique prefix; a clear error otherwise."""
+        if not partial:
+            raise CommandError("Give a run id (or a unique prefix of one).", returncode=USAGE_ERROR)
+        matches = selectors.runs_with_id_prefix(partial, limit=AMBIGUOUS_SHOWN + 1)
+        if not matches:
+            raise CommandError(f"No run found matching '{partial}'.", returncode=USAGE_ERROR)
+        if len(matches) > 1:
+            ids = ", ".join(run.run_id[:12] for run in matches[:AMBIGUOUS_SHOWN])
+            more = " …" if len(matches) > AMBIGUOUS_SHOWN else ""
+            raise CommandError(
+                f"Ambiguous run id '{partial}'. Matches: {ids}{more}", returncode=USAGE_ERROR
+            )
+        return matches[0]
+
+    def actor(self, by: str) -> tuple[Any, str]:
+        """The console user named by ``--by`` (email or username), and the identity to record.
+
+        Without ``--by``, the operating-system user is recorded; a name that is no
+        console user is recorded as given, with shell-level trust.
+        """
+        identity = by or f"{getpass.getuser()} (OS user)"
+        user = (
+            get_user_model().objects.filter(Q(email__iexact=by) | Q(username=by)).first()
+            if by
+            else None
+        )
+        return user, identity
+
+    # -- subcommands ----------------------------------------------------------------------
+    def handle_list(
+        self, *, status: str | None, blueprint: str | None, limit: int, **_: Any
+    ) -> None:
+        if status is not None and status not in Run.Status.values:
+            raise CommandError(
+                f"Unknown status '{status}'. Use one of: {', '.join(Run.Status.values)}.",
+                returncode=USAGE_ERROR,
+            )
+        if limit < 0:
+            raise CommandError("--limit must be 0 or more.", returncode=USAGE_ERROR)
+        runs = list(selectors.runs_listing(status=status, blueprint=blueprint, limit=limit))
+        if not runs:
+            self.stderr.write("No runs recorded.")
+            return
+        table = Table(title="Runs")
+        table.add_column("Run ID", style="cyan", no_wrap=True)
+        table.add_column("Blueprint")
+        table.add_column("Status")
+        table.add_column("Steps", justify="right")
+        table.add_column("Duration", justify="right")
+        table.add_column("Started", style="dim")
+        for run in runs:
+            duration = f"{run.duration_ms / 1000:.2f}s" if run.duration_ms else "—"
+            table.add_row(
+                run.run_id[:12],
+                run.blueprint_name,
+                status_text(run.status),
+                str(run.step_count),
+                duration,
+                run.created_at.isoformat()[:19],
+            )
+        self.render(table)
+
+    def handle_inspect(self, *, run_id: str, full: bool, as_json: bool, **_: Any) -> None:
+        found = self.resolve(run_id)
+        store = DjangoRunStore()
+        run, steps = store.load_run(found.run_id), store.load_steps(found.run_id)
+        assert run is not None
+        if as_json:
+            payload = {"run": run.model_dump(), "steps": [s.model_dump() for s in steps]}
+            self.stdout.write(json.dumps(payload, indent=2, default=str))
+            return
+        lines = [
+            f"[bold]{run.blueprint_name}[/bold] v{run.blueprint_version}",
+            f"Run ID: {run.run_id}",
+            f"Status: {status_text(run.status)}",
+            f"Flow: {run.flow_type}",
+        ]
+        if run.duration_ms:
+            lines.append(f"Duration: {run.duration_ms / 1000:.2f}s")
+        if run.error:
+            lines.append(f"[red]Error:[/red] {run.error}")
+        if run.suspended_at_node:
+            lines.append(
+                f"[yellow]Suspended at:[/yellow] {run.suspended_at_node} "
+                f"({run.suspension_reason or ''})"
+            )
+        renderables: list[Any] = [Panel("\n".join(lines), title="Run", border_style="cyan")]
+        if steps:
+            table = Table(title="Steps")
+            table.add_column("#", justify="right")
+            table.add_column("Component")
+            table.add_column("Status")
+            table.add_column("Duration", justify="right")
+            table.add_column("Outputs", style="dim")
+            table.add_column("Error", style="red")
+            for step in steps:
+                duration = f"{step.duration_ms:.0f}ms" if step.duration_ms else "—"
+                table.add_row(
+                    str(step.step_index),
+                    step.component,
+                    status_text(step.status),
+                    duration,
+                    ", ".join(step.output_keys),
+                    step.error or "",
+                )
+            renderables.append(table)
+        if full and run.final_context:
+            data = run.final_context.get("data", {})
+            syntax = Syntax(json.dumps(data, indent=2, default=str), "json", theme="monokai")
+            renderables.append(Panel(syntax, title="Final context", border_style="green"))
+        self.render(*renderables)
+
+    def handle_replay(self, *, run_id: str, by: str, wait: bool, **_: Any) -> None:
+        run = self.resolve(run_id)
+        user, identity = self.actor(by)
+        action = self.call(
+            services.run_replay_request,
+            "Replay failed",
+            run_id=run.run_id,
+            actor=user,
+            identity=identity,
+            source=Source.CLI,
+        )
+        self.follow(action, wait=wait, verb="Replay")
+
+    def handle_resume(self, *, run_id: str, data: list[str], by: str, wait: bool, **_: Any) -> None:
+        resume_data = parse_data(data) if data else None
+        run = self.resolve(run_id)
+        user, identity = self.actor(by)
+        action = self.call(
+            services.run_resume_request,
+            "Resume failed",
+            run_id=run.run_id,
+            resume_data=resume_data,
+            actor=user,
+            identity=identity,
+            source=Source.CLI,
+        )
+        self.follow(action, wait=wait, verb="Resume")
+
+    def handle_approve(
+        self, *, run_id: str, reject: bool, note: str, by: str, wait: bool, **_: Any
+    ) -> None:
+        run = self.resolve(run_id)
+        user, identity = self.actor(by)
+        verb = "Rejection" if reject else "Approval"
+        decision = self.call(
+            services.decision_record,
+            f"{verb} failed",
+            run_id=run.run_id,
+            approved=not reject,
+            note=note,
+            shown_gate=run.suspended_at_node or "",
+            shown_suspended_at=run.updated_at,
+            actor=user,
+            identity=identity,
+            source=Source.CLI,
+        )
+        action = "rejected" if reject else "approved"
+        self.render(f"[green]Run {action}.[/green]")
+        self.follow(decision.resumption, wait=wait, verb="Resume")
+
+    def handle_run(self, *, blueprint: Path, data: list[str], **_: Any) -> None:
+        initial_data = parse_data(data) if data else None
+        project = current_project()
+        store = DjangoRunStore()
+        try:
+            context = execute_blueprint_tracked(
+                project.blueprint(str(blueprint)),
+                project.registry,
+                project.config,
+                initial_data=initial_data,
+                run_store=store,
+            )
+        except NeuroCoreError as error:
+            raise CommandError(f"Execution error: {error}", returncode=FAILURE) from None
+        finally:
+            store.close()
+        data_out = (
+            context.data.to_dict() if hasattr(context.data, "to_dict") else dict(context.data)
+        )
+        syntax = Syntax(json.dumps(data_out, indent=2, default=str), "json", theme="monokai")
+        self.render(Panel(syntax, title="[green]Result[/green]", border_style="green"))
+
+    # -- services and the worker ------------------------------------------------------------
+    def call(self, service: Any, failure: str, **kwargs: Any) -> Any:
+        """Call a service; its refusal is one line on stderr and exit code 1."""
+        try:
+            return service(**kwargs)
+        except (services.ConsoleError, PermissionDenied) as error:
+            raise CommandError(f"{failure}: {error}", returncode=FAILURE) from None
+
+    def follow(self, action: RunAction, *, wait: bool, verb: str) -> None:
+        """Say the action is queued, or wait for the worker and print the result."""
+        target = action.result_run_id or action.run_id
+        if not wait:
+            self.stdout.write(
+                f"{verb} queued (action {action.pk}) for the worker (manage.py db_worker). "
+                f"Follow it with: python manage.py runs inspect {target[:12]}"
+            )
+            return
+        self.stderr.write(f"{verb} queued; waiting for the worker (manage.py db_worker)…")
+        while action.state != RunAction.State.DONE:
+            time.sleep(WAIT_POLL_SECONDS)
+            action.refresh_from_db()
+        run = selectors.run_by_id(target)
+        if action.outcome_status == Run.Status.FAILED or run is None:
+            raise CommandError(
+                f"{verb} failed: {action.outcome_error or 'the run failed'}", returncode=FAILURE
+            )
+        if action.outcome_status == Run.Status.SUSPENDED:
+            self.stdout.write(f"Run {target} waits at '{action.outcome_gate}'.")
+        self.print_result(run)
