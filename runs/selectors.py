@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from runs.models import Decision, Run, RunAction, Step
 from runs.permissions import User, can_decide
@@ -114,3 +115,16 @@ def runs_listing(*, status: str | None, blueprint: str | None, limit: int) -> Qu
     return runs.with_step_counts().only(
         "run_id", "blueprint_name", "status", "duration_ms", "created_at"
     )[:limit]
+
+
+def runs_for_export(*, status: str | None, since: datetime | None) -> QuerySet[Run]:
+    """Runs oldest first, with their steps and decisions prefetched (per chunk)."""
+    runs = Run.objects.order_by("created_at", "run_id")
+    if status:
+        runs = runs.filter(status=status)
+    if since is not None:
+        runs = runs.filter(created_at__gte=since)
+    return runs.prefetch_related(
+        Prefetch("steps", queryset=Step.objects.order_by("step_index")),
+        Prefetch("decisions", queryset=Decision.objects.order_by("decided_at", "pk")),
+    )

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.mail import EmailMessage, mailers
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.tasks import TaskResultStatus
 from django.urls import reverse
@@ -35,7 +35,16 @@ from runs import runtime
 from runs.models import Decision, Run, RunAction, Source, SuspensionNotice
 from runs.permissions import User, can_decide, can_delete, can_operate
 from runs.selectors import current_decision, review_evidence
-from runs.store import DjangoRunStore
+from runs.store import (
+    UPSERT_CHECKPOINT,
+    UPSERT_RUN,
+    UPSERT_STEP,
+    DjangoRunStore,
+    checkpoint_values,
+    run_values,
+    step_values,
+)
+from runs.transfer import RunBundle, RunsFile, UnreadableFile
 
 logger = logging.getLogger(__name__)
 
@@ -569,3 +578,81 @@ def suspension_notify(*, run: Run) -> int:
         return 0
     SuspensionNotice.objects.filter(pk=notice.pk).update(recipients=sent)
     return sent
+
+
+# -- importing ---------------------------------------------------------------------------
+
+
+@dataclass
+class ImportSummary:
+    """What an import did (or, dry, would do)."""
+
+    imported: int = 0
+    updated: int = 0
+    skipped: int = 0
+    steps: int = 0
+    checkpoints: int = 0
+    decisions: int = 0
+
+
+def runs_import(
+    *,
+    runs_file: RunsFile,
+    dry_run: bool,
+    batch_size: int = 1000,
+    on_batch: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Import runs, steps, checkpoints (and exported decisions) from a file, idempotently.
+
+    A run not here is imported; one here with another ``updated_at`` is updated
+    the way NeuroCore's ``save_run`` updates (its outcome, not its identity) and
+    its steps upserted; one here unchanged is skipped. Everything happens in one
+    transaction: a malformed record anywhere leaves the console unchanged.
+    """
+    summary = ImportSummary()
+    with transaction.atomic():
+        for batch in runs_file.batches(batch_size):
+            _import_batch(batch, summary, dry_run=dry_run)
+            if on_batch is not None:
+                on_batch(len(batch))
+        checkpoints = [checkpoint_values(c) for c in runs_file.checkpoints()]
+        summary.checkpoints = len(checkpoints)
+        if not dry_run:
+            UPSERT_CHECKPOINT.execute_many(checkpoints, DEFAULT_DB_ALIAS)
+    return summary
+
+
+def _import_batch(batch: list[RunBundle], summary: ImportSummary, *, dry_run: bool) -> None:
+    rows: dict[str, tuple[RunBundle, dict[str, Any]]] = {}
+    for bundle in batch:
+        try:
+            rows[bundle.run.run_id] = (bundle, run_values(bundle.run))
+        except ValueError as error:
+            raise UnreadableFile(f"Run {bundle.run.run_id} is malformed: {error}") from None
+    existing = dict(Run.objects.filter(pk__in=rows).values_list("run_id", "updated_at"))
+    changed: list[tuple[RunBundle, dict[str, Any]]] = []
+    for run_id, (bundle, row) in rows.items():
+        if run_id not in existing:
+            summary.imported += 1
+        elif existing[run_id] == row["updated_at"]:
+            summary.skipped += 1
+            continue
+        else:
+            summary.updated += 1
+        changed.append((bundle, row))
+    steps = [step_values(step) for bundle, _ in changed for step in bundle.steps]
+    decisions = [
+        Decision(run_id=bundle.run.run_id, **decision)
+        for bundle, _ in changed
+        for decision in bundle.decisions
+    ]
+    summary.steps += len(steps)
+    if dry_run:
+        summary.decisions += len(decisions)
+        return
+    UPSERT_RUN.execute_many([row for _, row in changed], DEFAULT_DB_ALIAS)
+    UPSERT_STEP.execute_many(steps, DEFAULT_DB_ALIAS)
+    if decisions:
+        before = Decision.objects.count()
+        Decision.objects.bulk_create(decisions, ignore_conflicts=True)
+        summary.decisions += Decision.objects.count() - before

@@ -127,6 +127,17 @@ class PreparedUpsert:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
 
+    def execute_many(self, rows: list[dict[str, Any]], using: str) -> None:
+        """Upsert many rows with the one prepared statement (``executemany``)."""
+        if not rows:
+            return
+        connection = connections[using]
+        sql = self._sql.get(using)
+        if sql is None:
+            sql = self._sql[using] = self.compile(rows[0], using)[0]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, [self.params(row, connection) for row in rows])
+
 
 UPSERT_RUN = PreparedUpsert(Run, unique_fields=["run_id"], update_fields=RUN_UPDATE_FIELDS)
 UPSERT_STEP = PreparedUpsert(
@@ -227,30 +238,13 @@ class DjangoRunStore(RunStore):
 
     # -- runs ----------------------------------------------------------------
     def save_run(self, run: RunRecord) -> str:
-        row = dict(
-            run_id=identifier(run.run_id, "run_id"),
-            blueprint_name=identifier(run.blueprint_name, "blueprint_name"),
-            blueprint_version=identifier(run.blueprint_version, "blueprint_version"),
-            blueprint_path=free_text(run.blueprint_path),
-            blueprint_snapshot=run.blueprint_snapshot,
-            flow_type=identifier(run.flow_type, "flow_type"),
-            status=str(run.status),
-            initial_data=run.initial_data,
-            final_context=run.final_context,
-            error=free_text(run.error),
-            suspended_at_node=free_text(run.suspended_at_node),
-            suspension_reason=free_text(run.suspension_reason),
-            checkpoint_id=run.checkpoint_id and identifier(run.checkpoint_id, "checkpoint_id"),
-            created_at=parse_timestamp(run.created_at),
-            updated_at=parse_timestamp(run.updated_at),
-            duration_ms=run.duration_ms,
-        )
+        row = run_values(run)
         self._run(UPSERT_RUN.execute, row, self._using)
         return run.run_id
 
     def load_run(self, run_id: str) -> RunRecord | None:
         row = self._run(self._load_run_row, run_id)
-        return _run_record(row) if row is not None else None
+        return run_record(row) if row is not None else None
 
     def list_runs(
         self,
@@ -260,7 +254,7 @@ class DjangoRunStore(RunStore):
         limit: int = 50,
     ) -> list[RunRecord]:
         rows = self._run(self._list_run_rows, status, blueprint, limit)
-        return [_run_record(row) for row in rows]
+        return [run_record(row) for row in rows]
 
     def delete_run(self, run_id: str) -> None:
         # Steps go with the run through the database's ON DELETE CASCADE.
@@ -268,18 +262,7 @@ class DjangoRunStore(RunStore):
 
     # -- steps ---------------------------------------------------------------
     def save_step(self, step: StepRecord) -> None:
-        row = dict(
-            run_id=identifier(step.run_id, "run_id"),
-            step_index=step.step_index,
-            component=free_text(step.component),
-            skill_type=free_text(step.skill_type),
-            status=str(step.status),
-            started_at=parse_timestamp(step.started_at),
-            duration_ms=step.duration_ms,
-            error=free_text(step.error),
-            output_keys=step.output_keys,
-            context_snapshot=step.context_snapshot,
-        )
+        row = step_values(step)
         try:
             self._run(UPSERT_STEP.execute, row, self._using)
         except IntegrityError as exc:
@@ -292,7 +275,7 @@ class DjangoRunStore(RunStore):
 
     def load_steps(self, run_id: str) -> list[StepRecord]:
         rows = self._run(self._load_step_rows, run_id)
-        return [_step_record(row) for row in rows]
+        return [step_record(row) for row in rows]
 
     # -- ORM work (runs on the calling or the helper thread) -------------------
     def _load_run_row(self, run_id: str) -> Run | None:
@@ -329,12 +312,7 @@ class DjangoCheckpointStore(CheckpointStore):
         self._run_store = run_store
 
     def save(self, checkpoint: FlowCheckpoint) -> str:
-        row = dict(
-            checkpoint_id=identifier(checkpoint.checkpoint_id, "checkpoint_id"),
-            flow_config=checkpoint.flow_config,
-            context=checkpoint.context,
-            created_at=parse_timestamp(checkpoint.created_at),
-        )
+        row = checkpoint_values(checkpoint)
         store = self._run_store
         store._run(UPSERT_CHECKPOINT.execute, row, store._using)
         return checkpoint.checkpoint_id
@@ -360,7 +338,55 @@ class DjangoCheckpointStore(CheckpointStore):
         Checkpoint.objects.using(self._run_store._using).filter(pk=checkpoint_id).delete()
 
 
-def _run_record(row: Run) -> RunRecord:
+def run_values(run: RunRecord) -> dict[str, Any]:
+    """A ``Run`` row (by attribute name) from NeuroCore's record."""
+    return dict(
+        run_id=identifier(run.run_id, "run_id"),
+        blueprint_name=identifier(run.blueprint_name, "blueprint_name"),
+        blueprint_version=identifier(run.blueprint_version, "blueprint_version"),
+        blueprint_path=free_text(run.blueprint_path),
+        blueprint_snapshot=run.blueprint_snapshot,
+        flow_type=identifier(run.flow_type, "flow_type"),
+        status=str(run.status),
+        initial_data=run.initial_data,
+        final_context=run.final_context,
+        error=free_text(run.error),
+        suspended_at_node=free_text(run.suspended_at_node),
+        suspension_reason=free_text(run.suspension_reason),
+        checkpoint_id=run.checkpoint_id and identifier(run.checkpoint_id, "checkpoint_id"),
+        created_at=parse_timestamp(run.created_at),
+        updated_at=parse_timestamp(run.updated_at),
+        duration_ms=run.duration_ms,
+    )
+
+
+def step_values(step: StepRecord) -> dict[str, Any]:
+    """A ``Step`` row (by attribute name) from NeuroCore's record."""
+    return dict(
+        run_id=identifier(step.run_id, "run_id"),
+        step_index=step.step_index,
+        component=free_text(step.component),
+        skill_type=free_text(step.skill_type),
+        status=str(step.status),
+        started_at=parse_timestamp(step.started_at),
+        duration_ms=step.duration_ms,
+        error=free_text(step.error),
+        output_keys=step.output_keys,
+        context_snapshot=step.context_snapshot,
+    )
+
+
+def checkpoint_values(checkpoint: FlowCheckpoint) -> dict[str, Any]:
+    """A ``Checkpoint`` row (by attribute name) from flowengine's checkpoint."""
+    return dict(
+        checkpoint_id=identifier(checkpoint.checkpoint_id, "checkpoint_id"),
+        flow_config=checkpoint.flow_config,
+        context=checkpoint.context,
+        created_at=parse_timestamp(checkpoint.created_at),
+    )
+
+
+def run_record(row: Run) -> RunRecord:
     return RunRecord(
         run_id=row.run_id,
         blueprint_name=row.blueprint_name,
@@ -381,7 +407,7 @@ def _run_record(row: Run) -> RunRecord:
     )
 
 
-def _step_record(row: Step) -> StepRecord:
+def step_record(row: Step) -> StepRecord:
     return StepRecord(
         run_id=row.run_id,
         step_index=row.step_index,

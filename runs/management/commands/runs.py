@@ -8,30 +8,31 @@ prefix, found with an index range scan over all runs.
 
 from __future__ import annotations
 
+import argparse
 import getpass
-import io
 import json
 import shutil
 import time
-from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db.models import Q
 from neurocore.errors import NeuroCoreError
 from neurocore.runtime.executor import execute_blueprint_tracked
 from rich.console import Console
 from rich.panel import Panel
+from rich.progress import Progress
 from rich.syntax import Syntax
 from rich.table import Table
 
 from runs import selectors, services
 from runs.models import Run, RunAction, Source
 from runs.runtime import current_project
-from runs.store import DjangoRunStore
+from runs.store import DjangoRunStore, parse_timestamp, run_record, step_record
+from runs.transfer import DECISION_FIELDS, UnreadableFile, export_line, open_runs_file
 
 STATUS_COLORS = {
     "completed": "green",
@@ -44,6 +45,7 @@ USAGE_ERROR = 2  # what typer exits with for a bad parameter
 FAILURE = 1
 AMBIGUOUS_SHOWN = 5
 WAIT_POLL_SECONDS = 0.5
+EXPORT_CHUNK = 500
 
 
 def status_text(status: str) -> str:
@@ -66,6 +68,23 @@ def parse_data(items: list[str]) -> dict[str, str]:
             )
         data[key.strip()] = value
     return data
+
+
+class RawStream:
+    """A command's output wrapper as a plain text stream (rich writes in pieces)."""
+
+    def __init__(self, wrapper: OutputWrapper) -> None:
+        self.wrapper = wrapper
+
+    def write(self, text: str) -> int:
+        self.wrapper.write(text, ending="")
+        return len(text)
+
+    def flush(self) -> None:
+        self.wrapper.flush()
+
+    def isatty(self) -> bool:
+        return self.wrapper.isatty()
 
 
 class Command(BaseCommand):
@@ -107,8 +126,20 @@ class Command(BaseCommand):
             "--data", "-d", action="append", default=[], help="Initial data as KEY=VALUE pairs."
         )
 
+        importing = sub.add_parser(
+            "import", help="Import a NeuroCore runs.db (or a `runs export` file), idempotently."
+        )
+        importing.add_argument("path", type=Path, help="runs.db or .jsonl file.")
+        importing.add_argument("--dry-run", action="store_true", help="Report, write nothing.")
+        importing.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
+
+        export = sub.add_parser("export", help="Stream runs with steps and decisions.")
+        export.add_argument("--format", choices=["jsonl"], default="jsonl", dest="fmt")
+        export.add_argument("--status", "-s", help="Only runs with this status.")
+        export.add_argument("--since", help="Only runs created at or after (ISO date or time).")
+
     @staticmethod
-    def _add_actor_arguments(parser: ArgumentParser) -> None:
+    def _add_actor_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--by", default="", help="Who made the decision (a console user, else recorded as is)."
         )
@@ -122,11 +153,11 @@ class Command(BaseCommand):
     # -- output -------------------------------------------------------------------------
     def render(self, *renderables: Any) -> None:
         """Print rich renderables to this command's stdout."""
-        buffer = io.StringIO()
-        console = Console(file=buffer, width=max(100, shutil.get_terminal_size().columns))
+        console = Console(
+            file=RawStream(self.stdout), width=max(100, shutil.get_terminal_size().columns)
+        )
         for renderable in renderables:
             console.print(renderable)
-        self.stdout.write(buffer.getvalue(), ending="")
 
     def print_result(self, run: Run) -> None:
         """The run's final data as a result panel (as ``neurocore run`` prints it)."""
@@ -320,6 +351,56 @@ class Command(BaseCommand):
         )
         syntax = Syntax(json.dumps(data_out, indent=2, default=str), "json", theme="monokai")
         self.render(Panel(syntax, title="[green]Result[/green]", border_style="green"))
+
+    def handle_import(self, *, path: Path, dry_run: bool, batch_size: int, **_: Any) -> None:
+        try:
+            runs_file = open_runs_file(path)
+        except UnreadableFile as error:
+            raise CommandError(str(error), returncode=FAILURE) from None
+        console = Console(file=RawStream(self.stderr))
+        try:
+            with Progress(console=console, transient=True) as progress:
+                bar = progress.add_task(f"Importing {path.name}", total=runs_file.total)
+                summary = services.runs_import(
+                    runs_file=runs_file,
+                    dry_run=dry_run,
+                    batch_size=batch_size,
+                    on_batch=lambda count: progress.advance(bar, count),
+                )
+        except UnreadableFile as error:
+            raise CommandError(f"{error} Nothing was imported.", returncode=FAILURE) from None
+        finally:
+            runs_file.close()
+        prefix = "Dry run, nothing written: would import" if dry_run else "Imported"
+        self.stdout.write(
+            f"{prefix} {summary.imported} runs, updated {summary.updated}, skipped "
+            f"{summary.skipped} unchanged; {summary.steps} steps, {summary.checkpoints} "
+            f"checkpoints, {summary.decisions} decisions."
+        )
+
+    def handle_export(self, *, fmt: str, status: str | None, since: str | None, **_: Any) -> None:
+        if status is not None and status not in Run.Status.values:
+            raise CommandError(
+                f"Unknown status '{status}'. Use one of: {', '.join(Run.Status.values)}.",
+                returncode=USAGE_ERROR,
+            )
+        since_at = None
+        if since:
+            try:
+                since_at = parse_timestamp(since)
+            except ValueError:
+                raise CommandError(
+                    f"--since must be an ISO date or time, like 2026-11-01: got '{since}'.",
+                    returncode=USAGE_ERROR,
+                ) from None
+        for run in selectors.runs_for_export(status=status, since=since_at).iterator(
+            chunk_size=EXPORT_CHUNK
+        ):
+            decisions = [
+                {name: getattr(d, name) for name in DECISION_FIELDS} for d in run.decisions.all()
+            ]
+            steps = [step_record(step) for step in run.steps.all()]
+            self.stdout.write(export_line(run_record(run), steps, decisions))
 
     # -- services and the worker ------------------------------------------------------------
     def call(self, service: Any, failure: str, **kwargs: Any) -> Any:
