@@ -38,3 +38,5 @@ test: lint
 bench: install
 	$(PY) bench/store_bench.py
 	DATABASE_URL=$(POSTGRES_URL) $(PY) bench/store_bench.py
+	$(PY) bench/cli_bench.py
+	DATABASE_URL=$(POSTGRES_URL) $(PY) bench/cli_bench.py

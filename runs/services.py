@@ -41,10 +41,8 @@ from runs.store import (
     UPSERT_STEP,
     DjangoRunStore,
     checkpoint_values,
-    run_values,
-    step_values,
 )
-from runs.transfer import RunBundle, RunsFile, UnreadableFile
+from runs.transfer import RunBundle, RunsFile
 
 logger = logging.getLogger(__name__)
 
@@ -623,12 +621,7 @@ def runs_import(
 
 
 def _import_batch(batch: list[RunBundle], summary: ImportSummary, *, dry_run: bool) -> None:
-    rows: dict[str, tuple[RunBundle, dict[str, Any]]] = {}
-    for bundle in batch:
-        try:
-            rows[bundle.run.run_id] = (bundle, run_values(bundle.run))
-        except ValueError as error:
-            raise UnreadableFile(f"Run {bundle.run.run_id} is malformed: {error}") from None
+    rows = {bundle.run["run_id"]: (bundle, bundle.run) for bundle in batch}
     existing = dict(Run.objects.filter(pk__in=rows).values_list("run_id", "updated_at"))
     changed: list[tuple[RunBundle, dict[str, Any]]] = []
     for run_id, (bundle, row) in rows.items():
@@ -640,9 +633,16 @@ def _import_batch(batch: list[RunBundle], summary: ImportSummary, *, dry_run: bo
         else:
             summary.updated += 1
         changed.append((bundle, row))
-    steps = [step_values(step) for bundle, _ in changed for step in bundle.steps]
+    # Keyed, so a step repeated in an export is written once (its last version).
+    steps = list(
+        {
+            (step["run_id"], step["step_index"]): step
+            for bundle, _ in changed
+            for step in bundle.steps
+        }.values()
+    )
     decisions = [
-        Decision(run_id=bundle.run.run_id, **decision)
+        Decision(run_id=bundle.run["run_id"], **decision)
         for bundle, _ in changed
         for decision in bundle.decisions
     ]

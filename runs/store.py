@@ -65,7 +65,7 @@ CHECKPOINT_UPDATE_FIELDS = ["flow_config", "context", "created_at"]
 
 
 class PreparedUpsert:
-    """A one-row ``INSERT ... ON CONFLICT DO UPDATE`` of a model, compiled once.
+    """``INSERT ... ON CONFLICT DO UPDATE`` of a model, compiled once per row count.
 
     ``bulk_create(update_conflicts=True)`` writes the same statement but, per
     call, builds a model instance, compiles the SQL (three quarters of the
@@ -79,6 +79,7 @@ class PreparedUpsert:
     """
 
     PREPARED_FIELD_TYPES = (models.JSONField, models.DateTimeField)
+    ROWS_PER_STATEMENT = 500
 
     def __init__(
         self, model: type[Model], *, unique_fields: list[str], update_fields: list[str]
@@ -94,22 +95,22 @@ class PreparedUpsert:
             (f.attname, f.get_db_prep_save if isinstance(f, self.PREPARED_FIELD_TYPES) else None)
             for f in self.fields
         ]
-        self._sql: dict[str, str] = {}
+        self._sql: dict[tuple[str, int], tuple[str, bool]] = {}
 
-    def compile(self, values: dict[str, Any], using: str) -> tuple[str, list[Any]]:
-        """Django's SQL and parameters for upserting one row of ``values``."""
+    def compile(self, rows: list[dict[str, Any]], using: str) -> tuple[str, list[Any]]:
+        """Django's SQL and parameters for upserting ``rows`` in one statement."""
         query = InsertQuery(
             self.model,
             on_conflict=OnConflict.UPDATE,
             update_fields=self.update_fields,
             unique_fields=self.unique_fields,
         )
-        query.insert_values(self.fields, [self.model(**values)])
+        query.insert_values(self.fields, [self.model(**values) for values in rows])
         ((sql, params),) = query.get_compiler(using=using).as_sql()
         return sql, list(params)
 
     def params(self, values: dict[str, Any], connection: BaseDatabaseWrapper) -> list[Any]:
-        """The statement's parameters, in the compiled statement's order."""
+        """One row's parameters, in the compiled statement's order."""
         return [
             prepare(values[attname], connection) if prepare else values[attname]
             for attname, prepare in self._preparers
@@ -117,26 +118,41 @@ class PreparedUpsert:
 
     def execute(self, values: dict[str, Any], using: str) -> None:
         """Upsert one row (keyed by attribute name) in one statement."""
-        connection = connections[using]
-        sql = self._sql.get(using)
-        if sql is None:
-            sql, params = self.compile(values, using)
-            self._sql[using] = sql
-        else:
-            params = self.params(values, connection)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+        self._execute([values], using)
 
     def execute_many(self, rows: list[dict[str, Any]], using: str) -> None:
-        """Upsert many rows with the one prepared statement (``executemany``)."""
-        if not rows:
-            return
+        """Upsert many rows, ``ROWS_PER_STATEMENT`` to a statement (one round trip each).
+
+        A key must not repeat within ``rows``: PostgreSQL refuses to update one
+        row twice in a statement.
+        """
+        for start in range(0, len(rows), self.ROWS_PER_STATEMENT):
+            self._execute(rows[start : start + self.ROWS_PER_STATEMENT], using)
+
+    def statement_params(
+        self, rows: list[dict[str, Any]], connection: BaseDatabaseWrapper, *, by_column: bool
+    ) -> list[Any]:
+        """All rows' parameters as the statement takes them: row after row, or (for
+        PostgreSQL's ``INSERT ... SELECT * FROM UNNEST(col1[], col2[], …)``, which
+        Django compiles for several rows) one array per column."""
+        prepared = [self.params(row, connection) for row in rows]
+        if by_column:
+            return [list(column) for column in zip(*prepared, strict=True)]
+        return [param for row in prepared for param in row]
+
+    def _execute(self, rows: list[dict[str, Any]], using: str) -> None:
         connection = connections[using]
-        sql = self._sql.get(using)
-        if sql is None:
-            sql = self._sql[using] = self.compile(rows[0], using)[0]
+        key = (using, len(rows))
+        compiled = self._sql.get(key)
+        if compiled is None:
+            sql, params = self.compile(rows, using)
+            by_column = len(rows) > 1 and len(params) == len(self.fields)
+            self._sql[key] = (sql, by_column)
+        else:
+            sql, by_column = compiled
+            params = self.statement_params(rows, connection, by_column=by_column)
         with connection.cursor() as cursor:
-            cursor.executemany(sql, [self.params(row, connection) for row in rows])
+            cursor.execute(sql, params)
 
 
 UPSERT_RUN = PreparedUpsert(Run, unique_fields=["run_id"], update_fields=RUN_UPDATE_FIELDS)

@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from flowengine import Checkpoint as FlowCheckpoint
-from neurocore.persistence import RunRecord, SQLiteRunStore, StepRecord
+from neurocore.persistence import RunRecord, SQLiteRunStore, StepRecord, StepStatus
 from pydantic import ValidationError
 
+from runs.store import free_text, identifier, parse_timestamp, run_values, step_values
+
 SQLITE_HEADER = b"SQLite format 3\x00"
+STEP_STATUSES = frozenset(status.value for status in StepStatus)
 RUNS_DB_TABLES = {
     "runs": {"run_id", "blueprint_name", "status", "created_at", "updated_at"},
     "steps": {"run_id", "step_index", "component", "status", "started_at"},
@@ -44,10 +47,10 @@ class UnreadableFile(ValueError):
 
 @dataclass
 class RunBundle:
-    """One run with its steps (and, from an export, its decisions)."""
+    """One run with its steps (and, from an export, its decisions), as console rows."""
 
-    run: RunRecord
-    steps: list[StepRecord]
+    run: dict[str, Any]
+    steps: list[dict[str, Any]]
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -122,22 +125,17 @@ class RunsDatabase(RunsFile):
                     return
                 last_rowid = rows[-1]["rowid"]
                 ids = [row["run_id"] for row in rows]
-                steps: dict[str, list[StepRecord]] = {run_id: [] for run_id in ids}
+                steps: dict[str, list[dict[str, Any]]] = {run_id: [] for run_id in ids}
                 marks = ",".join("?" * len(ids))
                 for step_row in self.connection.execute(
                     f"SELECT * FROM steps WHERE run_id IN ({marks}) ORDER BY run_id, step_index",  # noqa: S608 — placeholders only
                     ids,
                 ):
-                    steps[step_row["run_id"]].append(
-                        _converted(step_row["run_id"], SQLiteRunStore._row_to_step, step_row)
-                    )
+                    steps[step_row["run_id"]].append(_converted(step_row, step_row_values))
             except sqlite3.DatabaseError as error:
                 raise UnreadableFile(f"{self.path} is corrupt: {error}.") from None
             yield [
-                RunBundle(
-                    _converted(row["run_id"], SQLiteRunStore._row_to_run, row), steps[row["run_id"]]
-                )
-                for row in rows
+                RunBundle(_converted(row, _run_row_values), steps[row["run_id"]]) for row in rows
             ]
 
     def checkpoints(self) -> Iterator[FlowCheckpoint]:
@@ -180,8 +178,8 @@ class JsonLinesExport(RunsFile):
         try:
             item = json.loads(line)
             return RunBundle(
-                run=RunRecord(**item["run"]),
-                steps=[StepRecord(**step) for step in item.get("steps", [])],
+                run=run_values(RunRecord(**item["run"])),
+                steps=[step_values(StepRecord(**step)) for step in item.get("steps", [])],
                 decisions=[
                     {name: decision[name] for name in DECISION_FIELDS if name in decision}
                     for decision in item.get("decisions", [])
@@ -194,12 +192,43 @@ class JsonLinesExport(RunsFile):
             ) from None
 
 
-def _converted(run_id: str, convert: Any, row: sqlite3.Row) -> Any:
+def _run_row_values(row: sqlite3.Row) -> dict[str, Any]:
+    """A console run row from a ``runs`` row, through NeuroCore's own row mapping."""
+    return run_values(SQLiteRunStore._row_to_run(row))
+
+
+def step_row_values(row: sqlite3.Row) -> dict[str, Any]:
+    """A console step row from a ``steps`` row of a runs.db.
+
+    What ``SQLiteRunStore._row_to_step`` then ``step_values`` produce, without
+    building a pydantic record per step: steps are most of an import's rows.
+    """
+    status = row["status"]
+    if status not in STEP_STATUSES:
+        raise ValueError(f"unknown step status {status!r}")
+    snapshot = row["context_snapshot"]
+    return {
+        "run_id": identifier(row["run_id"], "run_id"),
+        "step_index": int(row["step_index"]),
+        "component": free_text(row["component"]),
+        "skill_type": free_text(row["skill_type"]),
+        "status": status,
+        "started_at": parse_timestamp(row["started_at"]),
+        "duration_ms": row["duration_ms"],
+        "error": free_text(row["error"]),
+        "output_keys": json.loads(row["output_keys"]),
+        "context_snapshot": json.loads(snapshot) if snapshot else None,
+    }
+
+
+def _converted(row: sqlite3.Row, convert: Any) -> Any:
     try:
         return convert(row)
     except (ValueError, TypeError, ValidationError) as error:
         problem = str(error).splitlines()[0]
-        raise UnreadableFile(f"Run {run_id} in the runs database is malformed: {problem}") from None
+        raise UnreadableFile(
+            f"Run {row['run_id']} in the runs database is malformed: {problem}"
+        ) from None
 
 
 def export_line(run: RunRecord, steps: list[StepRecord], decisions: list[dict[str, Any]]) -> str:

@@ -507,13 +507,42 @@ def test_prepared_upsert_binds_what_djangos_compiler_binds(upsert: str, values: 
     from runs import store
 
     prepared = getattr(store, upsert)
-    _, compiled_params = prepared.compile(values, "default")
+    _, compiled_params = prepared.compile([values], "default")
     params = prepared.params(values, connection)
     assert [_plain(p) for p in params] == [_plain(p) for p in compiled_params]
+    # Several rows: row after row, or (PostgreSQL) one array per column.
+    rows = [values, {**values, prepared.unique_fields[-1].attname: _other_key(values, prepared)}]
+    _, compiled_params = prepared.compile(rows, "default")
+    by_column = len(compiled_params) == len(prepared.fields)
+    assert by_column == (connection.vendor == "postgresql")
+    params = prepared.statement_params(rows, connection, by_column=by_column)
+    assert _plain(params) == _plain(compiled_params)
+
+
+def _other_key(values: dict, prepared: Any) -> Any:
+    key = values[prepared.unique_fields[-1].attname]
+    return key + 1 if isinstance(key, int) else f"{key}-2"
 
 
 def _plain(param: Any) -> Any:
     """psycopg's Jsonb wrapper compares by identity: compare its dumped text."""
+    if isinstance(param, list):
+        return [_plain(p) for p in param]
     if hasattr(param, "obj") and hasattr(param, "dumps"):
         return param.dumps(param.obj)
     return param
+
+
+@pytest.mark.django_db
+def test_execute_many_upserts_in_statements_of_many_rows(django_assert_num_queries: Any) -> None:
+    from runs.store import UPSERT_RUN, UPSERT_STEP, run_values, step_values
+
+    run = make_run()
+    UPSERT_RUN.execute(run_values(run), "default")
+    steps = [step_values(make_step(run.run_id, i)) for i in range(1203)]
+    with django_assert_num_queries(3):  # 500 + 500 + 203 rows
+        UPSERT_STEP.execute_many(steps, "default")
+    assert Step.objects.filter(run_id=run.run_id).count() == 1203
+    changed = [{**step, "component": "again"} for step in steps]
+    UPSERT_STEP.execute_many(changed, "default")
+    assert set(Step.objects.values_list("component", flat=True)) == {"again"}
