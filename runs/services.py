@@ -617,6 +617,10 @@ def runs_import(
         summary.checkpoints = len(checkpoints)
         if not dry_run:
             UPSERT_CHECKPOINT.execute_many(checkpoints, DEFAULT_DB_ALIAS)
+    if not dry_run and connection.vendor == "postgresql":
+        # Fresh statistics after a bulk load, or the planner guesses badly.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE runs_run, runs_step")
     return summary
 
 
