@@ -44,6 +44,14 @@ def pretty_json(value: Any) -> str:
 
 
 @require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """Approvers start at their inbox; operators and admins at the runs list."""
+    if not can_decide(request.user) and request.user.is_staff:
+        return redirect("admin:runs_run_changelist")
+    return redirect("approvals:inbox")
+
+
+@require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
     """Every run waiting for a decision the user may make, longest waiting first."""
     _may_see_approvals(request)

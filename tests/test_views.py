@@ -320,3 +320,9 @@ def test_the_root_takes_people_to_the_inbox(approver_client: Client) -> None:
     response = approver_client.get("/")
     assert response.status_code == 302
     assert response["Location"] == INBOX
+
+
+def test_the_root_takes_admins_to_the_runs_list(client: Client, superuser: Any) -> None:
+    client.force_login(make_user("staffer", "Operators", is_staff=True))
+    response = client.get("/")
+    assert response["Location"] == reverse("admin:runs_run_changelist")

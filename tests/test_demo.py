@@ -1,0 +1,69 @@
+"""The demo: `manage.py seed_demo` makes what `make run` promises."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+from django.db.models import Count
+
+from runs.models import Decision, Run, RunAction
+from runs.runtime import current_project
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def demo_project(settings: Any) -> None:
+    settings.NEUROCORE_PROJECT_ROOT = ROOT / "examples" / "demo"
+    current_project.cache_clear()
+
+
+def test_seed_demo_makes_runs_in_every_status_once(demo_project: None) -> None:
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    assert "Made 45 demo runs." in out.getvalue()
+    assert "ada    demo-approver-pass" in out.getvalue()
+
+    by_status = dict(Run.objects.values_list("status").annotate(n=Count("*")))
+    assert by_status == {
+        "completed": 27,
+        "failed": 5,
+        "suspended": 11,
+        "cancelled": 1,
+        "running": 1,
+    }
+    assert set(Run.objects.values_list("blueprint_name", flat=True)) == {
+        "vendor-payment",
+        "content-publication",
+        "data-cleanup",
+        "nightly-import",
+    }
+    waiting_gates = set(
+        Run.objects.awaiting_decision().values_list("suspended_at_node", flat=True)
+    )
+    assert waiting_gates == {"finance_approval", "editor_review", "legal_review"}
+    assert Decision.objects.filter(approved=False).count() == 2
+    assert RunAction.objects.filter(kind="cancel").count() == 1
+    days = {run.created_at.date() for run in Run.objects.all()}
+    assert len(days) >= 7  # spread over the last two weeks
+
+    again = StringIO()
+    call_command("seed_demo", stdout=again)
+    assert "Demo runs already there: nothing added." in again.getvalue()
+    assert Run.objects.count() == 45
+
+
+def test_demo_users_can_log_in_with_their_roles(demo_project: None) -> None:
+    call_command("seed_demo", stdout=StringIO())
+    ada = authenticate(username="ada", password="demo-approver-pass")
+    assert ada is not None
+    assert ada.has_perm("runs.approve_run")
+    otto = authenticate(username="otto", password="demo-operator-pass")
+    assert otto is not None
+    assert otto.has_perm("runs.operate_run")
+    assert authenticate(username="admin", password="demo-admin-pass").is_superuser
