@@ -20,9 +20,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import F
 from neurocore.errors import NeuroCoreError
-from neurocore.runtime.executor import execute_blueprint_tracked
 
-from runs import services
+from runs import runtime, services
 from runs.models import Run, RunAction, Source, Step
 from runs.runtime import NeuroCoreProject, current_project
 from runs.store import DjangoRunStore
@@ -127,18 +126,8 @@ def seed_demo_runs(*, seed: int = 7) -> int:
 
 
 def _execute(project: NeuroCoreProject, blueprint: str, data: dict[str, Any]) -> Run:
-    store = DjangoRunStore()
-    try:
-        with contextlib.suppress(NeuroCoreError):  # a failure is recorded on the run
-            execute_blueprint_tracked(
-                project.blueprint(blueprint),
-                project.registry,
-                project.config,
-                initial_data=data,
-                run_store=store,
-            )
-    finally:
-        store.close()
+    with contextlib.suppress(NeuroCoreError):  # a failure is recorded on the run
+        runtime.execute(blueprint, data, project=project)
     return Run.objects.order_by("-created_at").first()
 
 

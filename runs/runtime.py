@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
+from flowengine import FlowContext
 from neurocore.config.loader import load_config
 from neurocore.config.schema import NeuroCoreConfig
 from neurocore.runtime.blueprint import Blueprint, load_blueprint
+from neurocore.runtime.executor import execute_blueprint_tracked
 from neurocore.skills.loader import discover_skills
 from neurocore.skills.registry import SkillRegistry
 
@@ -49,3 +52,30 @@ def current_project() -> NeuroCoreProject:
     A worker picks up changed skills when it restarts, as any Python process does.
     """
     return load_project()
+
+
+def execute(
+    blueprint: str,
+    initial_data: dict[str, Any] | None = None,
+    *,
+    project: NeuroCoreProject | None = None,
+) -> FlowContext:
+    """Execute a blueprint of the project through NeuroCore, recording it in the console.
+
+    Raises what NeuroCore raises (``NeuroCoreError``); a failed run is recorded
+    before it does.
+    """
+    from runs.store import DjangoRunStore
+
+    project = project or current_project()
+    store = DjangoRunStore()
+    try:
+        return execute_blueprint_tracked(
+            project.blueprint(blueprint),
+            project.registry,
+            project.config,
+            initial_data=initial_data,
+            run_store=store,
+        )
+    finally:
+        store.close()

@@ -19,8 +19,8 @@ from django.db import connection
 from django.test import Client
 from django_tasks_db.management.commands.db_worker import Worker
 from neurocore.errors import ExecutionError
-from neurocore.runtime.executor import execute_blueprint_tracked
 
+from runs import runtime
 from runs.models import Run
 from runs.runtime import NeuroCoreProject, current_project, load_project
 from runs.store import DjangoRunStore
@@ -125,19 +125,8 @@ def approver_client(client: Client, approver: Any) -> Client:
 
 def start_run(blueprint: str = "gate.yaml", **initial_data: Any) -> Run:
     """A run made by NeuroCore itself on DjangoRunStore (suspended at a gate for gate.yaml)."""
-    project = current_project()
-    store = DjangoRunStore()
-    try:
-        with contextlib.suppress(ExecutionError):
-            execute_blueprint_tracked(
-                project.blueprint(blueprint),
-                project.registry,
-                project.config,
-                initial_data=initial_data or {"amount": 120},
-                run_store=store,
-            )
-    finally:
-        store.close()
+    with contextlib.suppress(ExecutionError):  # a failure is recorded on the run
+        runtime.execute(blueprint, initial_data or {"amount": 120})
     return Run.objects.order_by("-created_at").first()
 
 

@@ -43,9 +43,7 @@ def test_seed_demo_makes_runs_in_every_status_once(demo_project: None) -> None:
         "data-cleanup",
         "nightly-import",
     }
-    waiting_gates = set(
-        Run.objects.awaiting_decision().values_list("suspended_at_node", flat=True)
-    )
+    waiting_gates = set(Run.objects.awaiting_decision().values_list("suspended_at_node", flat=True))
     assert waiting_gates == {"finance_approval", "editor_review", "legal_review"}
     assert Decision.objects.filter(approved=False).count() == 2
     assert RunAction.objects.filter(kind="cancel").count() == 1

@@ -21,16 +21,14 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db.models import Q
 from neurocore.errors import NeuroCoreError
-from neurocore.runtime.executor import execute_blueprint_tracked
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress import Progress
 from rich.syntax import Syntax
 from rich.table import Table
 
-from runs import selectors, services
+from runs import runtime, selectors, services
 from runs.models import Run, RunAction, Source
-from runs.runtime import current_project
 from runs.store import DjangoRunStore, parse_timestamp, run_record, step_record
 from runs.transfer import DECISION_FIELDS, UnreadableFile, export_line, open_runs_file
 
@@ -376,20 +374,10 @@ class Command(BaseCommand):
 
     def handle_run(self, *, blueprint: Path, data: list[str], **_: Any) -> None:
         initial_data = parse_data(data) if data else None
-        project = current_project()
-        store = DjangoRunStore()
         try:
-            context = execute_blueprint_tracked(
-                project.blueprint(str(blueprint)),
-                project.registry,
-                project.config,
-                initial_data=initial_data,
-                run_store=store,
-            )
+            context = runtime.execute(str(blueprint), initial_data)
         except NeuroCoreError as error:
             raise CommandError(f"Execution error: {error}", returncode=FAILURE) from None
-        finally:
-            store.close()
         data_out = (
             context.data.to_dict() if hasattr(context.data, "to_dict") else dict(context.data)
         )
