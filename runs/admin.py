@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 
-from runs.models import Decision, Run, RunAction
-
-admin.site.site_header = "NeuroCore Console"
-admin.site.site_title = "NeuroCore Console"
-admin.site.index_title = "Operations"
+from runs import services
+from runs.models import AccessChange, BlueprintScope, Decision, Run, RunAction
+from runs.permissions import can_administer_access
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -111,3 +112,78 @@ class RunActionAdmin(ReadOnlyAdmin):
     list_filter = ["state", "outcome_status"]
     search_fields = ["=run__run_id"]
     show_full_result_count = False
+
+
+class AccessAuditedAdmin(admin.ModelAdmin):
+    """Records every addition, change and deletion made here in the access audit."""
+
+    audit_type = ""
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        entry = super().log_addition(request, obj, message)
+        self._audit(request, "added", obj, message)
+        return entry
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        entry = super().log_change(request, obj, message)
+        self._audit(request, "changed", obj, message)
+        return entry
+
+    def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        for obj in queryset:
+            self._audit(request, "deleted", obj, [])
+        return super().log_deletions(request, queryset)
+
+    def _audit(self, request: HttpRequest, action: str, obj: Any, message: Any) -> None:
+        services.access_change_record(
+            actor=request.user,
+            action=action,
+            target_type=self.audit_type,
+            target=str(obj),
+            details={"change": message} if message else {},
+        )
+
+
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class ConsoleUserAdmin(AccessAuditedAdmin, UserAdmin):
+    audit_type = "user"
+
+
+@admin.register(Group)
+class ConsoleGroupAdmin(AccessAuditedAdmin, GroupAdmin):
+    audit_type = "group"
+
+
+@admin.register(BlueprintScope)
+class BlueprintScopeAdmin(AccessAuditedAdmin):
+    audit_type = "blueprint scope"
+    list_display = ["pattern", "action", "group_names", "note"]
+    list_filter = ["action", "groups"]
+    search_fields = ["pattern"]
+    filter_horizontal = ["groups"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BlueprintScope]:
+        return super().get_queryset(request).prefetch_related("groups")
+
+    @admin.display(description="Groups")
+    def group_names(self, scope: BlueprintScope) -> str:
+        return ", ".join(group.name for group in scope.groups.all())
+
+
+@admin.register(AccessChange)
+class AccessChangeAdmin(ReadOnlyAdmin):
+    list_display = ["changed_at", "actor_identity", "action", "target_type", "target"]
+    list_filter = ["target_type", "action", "changed_at"]
+    search_fields = ["actor_identity", "target"]
+    date_hierarchy = "changed_at"
+    show_full_result_count = False
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return can_administer_access(request.user)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return can_administer_access(request.user)

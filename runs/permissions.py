@@ -1,12 +1,64 @@
-"""Who may do what: one function per question, used by views, admin, CLI and templates."""
+"""Who may do what: one function per question, used by views, admin, CLI and emails.
+
+Roles are permissions held through groups (Viewers, Approvers, Operators).
+Per-blueprint scopes narrow them: where a ``BlueprintScope`` matches a run's
+blueprint for an action, only its groups' members may take that action on the
+run. Superusers may do everything.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-from runs.models import Run
+from runs.models import BlueprintScope, Run
 
 User = AbstractBaseUser | AnonymousUser
+DECIDE = BlueprintScope.Action.DECIDE
+OPERATE = BlueprintScope.Action.OPERATE
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A blueprint pattern and the groups that may act where it matches."""
+
+    pattern: str
+    group_ids: frozenset[int]
+
+
+def scopes_for(user: User, action: str) -> list[Scope]:
+    """Every scope of an action (read once per request: cached on the request's user)."""
+    cache: dict[str, list[Scope]] = user.__dict__.setdefault("_console_scopes", {})
+    if action not in cache:
+        cache[action] = [
+            Scope(scope.pattern, frozenset(group.pk for group in scope.groups.all()))
+            for scope in BlueprintScope.objects.filter(action=action).prefetch_related("groups")
+        ]
+    return cache[action]
+
+
+def _group_ids(user: User) -> frozenset[int]:
+    if "_console_group_ids" not in user.__dict__:
+        ids = user.groups.values_list("pk", flat=True) if user.pk else []
+        user.__dict__["_console_group_ids"] = frozenset(ids)
+    return user.__dict__["_console_group_ids"]
+
+
+def blueprint_allowed(user: User, blueprint: str, scopes: Iterable[Scope]) -> bool:
+    """Whether no scope keeps ``user`` from acting on ``blueprint``'s runs."""
+    if user.is_superuser:
+        return True
+    matching = [scope for scope in scopes if fnmatchcase(blueprint, scope.pattern)]
+    return not matching or any(scope.group_ids & _group_ids(user) for scope in matching)
+
+
+def allowed_blueprints(user: User, blueprints: Iterable[str], action: str) -> list[str]:
+    """Of ``blueprints``, those whose runs ``user`` may take ``action`` on (scopes only)."""
+    scopes = scopes_for(user, action)
+    return [name for name in blueprints if blueprint_allowed(user, name, scopes)]
 
 
 def can_view_runs(user: User) -> bool:
@@ -16,14 +68,23 @@ def can_view_runs(user: User) -> bool:
 
 def can_decide(user: User, run: Run | None = None) -> bool:
     """May approve or reject ``run`` (or, without a run, some run) at its gate."""
-    return user.is_active and user.has_perm("runs.approve_run")
+    if not (user.is_active and user.has_perm("runs.approve_run")):
+        return False
+    return run is None or blueprint_allowed(user, run.blueprint_name, scopes_for(user, DECIDE))
 
 
 def can_operate(user: User, run: Run | None = None) -> bool:
     """May resume, replay and cancel ``run`` (or, without a run, some run)."""
-    return user.is_active and user.has_perm("runs.operate_run")
+    if not (user.is_active and user.has_perm("runs.operate_run")):
+        return False
+    return run is None or blueprint_allowed(user, run.blueprint_name, scopes_for(user, OPERATE))
 
 
 def can_delete(user: User, run: Run | None = None) -> bool:
     """May delete ``run`` and its steps."""
     return user.is_active and user.has_perm("runs.delete_run")
+
+
+def can_administer_access(user: User) -> bool:
+    """May see the audit of users, groups and scopes."""
+    return user.is_active and user.is_superuser

@@ -8,17 +8,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import DatabaseError, connection
 from django.db.models import Prefetch, QuerySet
+from django.tasks import TaskResultStatus
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from runs.models import Decision, Run, RunAction, Step
-from runs.permissions import User, can_decide
+from runs.permissions import DECIDE, User, allowed_blueprints, can_decide
 
 
 def runs_awaiting_decision_for(user: User) -> QuerySet[Run]:
-    """Runs waiting at a gate that ``user`` may decide, longest waiting first."""
+    """Runs waiting at a gate that ``user`` may decide, longest waiting first.
+
+    Scopes are applied to the blueprints that have waiting runs (a handful),
+    so the query stays one filter whatever the number of runs.
+    """
     if not can_decide(user):
         return Run.objects.none()
-    return Run.objects.awaiting_decision().order_by("updated_at", "run_id")
+    waiting = Run.objects.awaiting_decision()
+    if not user.is_superuser:
+        blueprints = waiting.order_by().values_list("blueprint_name", flat=True).distinct()
+        waiting = waiting.filter(blueprint_name__in=allowed_blueprints(user, blueprints, DECIDE))
+    return waiting.order_by("updated_at", "run_id")
 
 
 def waiting_count_for(user: User) -> int:
@@ -128,3 +140,28 @@ def runs_for_export(*, status: str | None, since: datetime | None) -> QuerySet[R
         Prefetch("steps", queryset=Step.objects.order_by("step_index")),
         Prefetch("decisions", queryset=Decision.objects.order_by("decided_at", "pk")),
     )
+
+
+def health() -> dict[str, Any]:
+    """Database reachability and the state of the worker queue."""
+    report: dict[str, Any] = {"ok": True}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        report["database"] = "ok"
+        oldest = (
+            DBTaskResult.objects.filter(status=TaskResultStatus.READY)
+            .order_by("enqueued_at")
+            .values_list("enqueued_at", flat=True)
+            .first()
+        )
+        report["worker_queue"] = {
+            "ready": DBTaskResult.objects.filter(status=TaskResultStatus.READY).count(),
+            "running": DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).count(),
+            "oldest_ready_seconds": round((timezone.now() - oldest).total_seconds(), 1)
+            if oldest
+            else None,
+        }
+    except DatabaseError as error:
+        report.update(ok=False, database=f"unreachable: {error}".strip())
+    return report

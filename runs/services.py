@@ -9,6 +9,7 @@ that transaction too: the database task backend makes both land or neither.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import threading
 import uuid
@@ -20,7 +21,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import EmailMessage, mailers
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
@@ -32,7 +35,7 @@ from neurocore.runtime.blueprint import Blueprint
 from neurocore.runtime.executor import execute_blueprint_tracked, resume_blueprint
 
 from runs import runtime
-from runs.models import Decision, Run, RunAction, Source, SuspensionNotice
+from runs.models import AccessChange, Decision, Run, RunAction, Source, SuspensionNotice
 from runs.permissions import User, can_decide, can_delete, can_operate
 from runs.selectors import current_decision, review_evidence
 from runs.store import (
@@ -530,7 +533,11 @@ def approvers_of(run: Run) -> list[User]:
     """Active users with an email address who may decide ``run``."""
     candidates = (
         get_user_model()
-        .objects.with_perm("runs.approve_run", include_superusers=True)
+        .objects.with_perm(
+            "runs.approve_run",
+            include_superusers=True,
+            backend="django.contrib.auth.backends.ModelBackend",
+        )
         .filter(is_active=True)
         .exclude(email="")
         .order_by("pk")
@@ -660,3 +667,69 @@ def _import_batch(batch: list[RunBundle], summary: ImportSummary, *, dry_run: bo
         before = Decision.objects.count()
         Decision.objects.bulk_create(decisions, ignore_conflicts=True)
         summary.decisions += Decision.objects.count() - before
+
+
+# -- access administration -------------------------------------------------------------
+
+
+def access_change_record(
+    *,
+    actor: User | None,
+    action: str,
+    target_type: str,
+    target: str,
+    details: dict[str, Any] | None = None,
+    identity: str | None = None,
+) -> AccessChange:
+    """Record a change to users, groups or scopes: who, when, what."""
+    return AccessChange.objects.create(
+        actor=actor,
+        actor_identity=_who(actor, identity),
+        action=action,
+        target_type=target_type,
+        target=target,
+        details=details or {},
+    )
+
+
+def user_exists(username: str) -> bool:
+    """Whether a console user has this username."""
+    return get_user_model().objects.filter(username=username).exists()
+
+
+def user_provision(
+    *, username: str, email: str | None, groups: list[str], password: str | None
+) -> tuple[Any, bool]:
+    """Create or update a user in exactly ``groups``; record it in the access audit.
+
+    The password, when given, must pass the configured password validators.
+    """
+    users = get_user_model().objects
+    with transaction.atomic():
+        user, created = users.get_or_create(username=username)
+        if email is not None:
+            user.email = email
+        if password is not None:
+            try:
+                validate_password(password, user)
+            except ValidationError as error:
+                raise ConsoleError("Password refused: " + " ".join(error.messages)) from None
+            user.set_password(password)
+        elif created:
+            user.set_unusable_password()
+        user.is_active = True
+        user.save()
+        user.groups.set(Group.objects.filter(name__in=groups))
+        access_change_record(
+            actor=None,
+            identity=f"{getpass.getuser()} (OS user, createuser)",
+            action="added" if created else "changed",
+            target_type="user",
+            target=username,
+            details={
+                "groups": sorted(groups),
+                "email": user.email,
+                "password_set": password is not None,
+            },
+        )
+    return user, created

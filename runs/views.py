@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -60,7 +61,8 @@ def inbox(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "approvals/inbox.html",
-        {"rows": rows, "may_decide": can_decide(request.user)},
+        # The header's count is the list's length here: no second query.
+        {"rows": rows, "may_decide": can_decide(request.user), "waiting_count": len(rows)},
     )
 
 
@@ -132,6 +134,14 @@ def _review_context(
         "form": form if (may_decide and waiting) else None,
         "may_decide": may_decide,
     }
+
+
+@login_not_required
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Whether the database and the worker queue answer (for load balancers and monitors)."""
+    report = selectors.health()
+    return JsonResponse(report, status=200 if report["ok"] else 503)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

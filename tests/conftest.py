@@ -189,3 +189,13 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[by
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
+
+
+def log_in(client: Client, username: str, password: str = PASSWORD) -> Any:
+    """Log in through the login page, as a person does (CSRF token and all)."""
+    client.get("/accounts/login/")
+    token = client.cookies["csrftoken"].value
+    return client.post(
+        "/accounts/login/",
+        {"username": username, "password": password, "csrfmiddlewaretoken": token},
+    )

@@ -6,13 +6,13 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from django.contrib.auth import authenticate
 from django.core.management import call_command
 from django.db.models import Count
+from django.test import Client
 
 from runs.models import Decision, Run, RunAction
 from runs.runtime import current_project
-from tests.conftest import ROOT
+from tests.conftest import ROOT, log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,12 +56,21 @@ def test_seed_demo_makes_runs_in_every_status_once(demo_project: None) -> None:
     assert Run.objects.count() == 45
 
 
-def test_demo_users_can_log_in_with_their_roles(demo_project: None) -> None:
+@pytest.mark.parametrize(
+    ("username", "password", "lands_on"),
+    [
+        ("ada", "demo-approver-pass", "/approvals/"),
+        ("otto", "demo-operator-pass", "/approvals/"),
+        ("vera", "demo-viewer-pass", "/approvals/"),
+        ("admin", "demo-admin-pass", "/approvals/"),
+    ],
+)
+def test_demo_users_log_in_with_the_printed_passwords(
+    demo_project: None, username: str, password: str, lands_on: str
+) -> None:
     call_command("seed_demo", stdout=StringIO())
-    ada = authenticate(username="ada", password="demo-approver-pass")
-    assert ada is not None
-    assert ada.has_perm("runs.approve_run")
-    otto = authenticate(username="otto", password="demo-operator-pass")
-    assert otto is not None
-    assert otto.has_perm("runs.operate_run")
-    assert authenticate(username="admin", password="demo-admin-pass").is_superuser
+    client = Client(enforce_csrf_checks=True)
+    response = log_in(client, username, password)
+    assert response.status_code == 302
+    assert response["Location"] == lands_on
+    assert client.get(lands_on).status_code == 200
