@@ -160,3 +160,31 @@ def test_logging_out_ends_the_session(page: Page, live_server: Any) -> None:
     expect(page.get_by_text("You are logged out.")).to_be_visible()
     page.goto(live_server.url + "/approvals/")
     expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/approvals/"))
+
+
+def test_a_scoped_approver_sees_only_their_teams_runs(page: Page, live_server: Any) -> None:
+    from django.contrib.auth.models import Group
+
+    from runs.models import BlueprintScope
+
+    finance = Group.objects.create(name="Finance")
+    scope = BlueprintScope.objects.create(pattern="pay*", action="decide")
+    scope.groups.set([finance])
+    make_user("fiona", "Approvers", "Finance")
+    make_user("otis", "Approvers")
+    payment = start_run()
+    publication = start_run("two_gates.yaml")
+
+    log_in(page, live_server, "otis")
+    expect(page.locator(".count")).to_have_text("1")
+    expect(page.get_by_role("row", name=re.compile("publication"))).to_be_visible()
+    expect(page.get_by_role("row", name=re.compile("payment"))).to_have_count(0)
+    page.goto(f"{live_server.url}/approvals/{payment.run_id}/")
+    expect(page.get_by_text("you may not approve or reject it")).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+
+    log_in(page, live_server, "fiona")
+    expect(page.locator(".count")).to_have_text("2")
+    expect(page.get_by_role("row", name=re.compile("payment"))).to_be_visible()
+    expect(page.get_by_role("row", name=re.compile("publication"))).to_be_visible()
+    assert publication.run_id != payment.run_id
