@@ -7,14 +7,25 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
+from django.utils.html import format_html
+from django.utils.timesince import timesince
 
-from runs import services
+from runs import selectors, services
+from runs.filters import (
+    BlueprintFilter,
+    CreatedFilter,
+    FlowTypeFilter,
+    HasErrorFilter,
+    StatusFilter,
+)
 from runs.models import AccessChange, BlueprintScope, Decision, Run, RunAction
 from runs.permissions import can_administer_access
+from runs.presentation import human_duration, pretty_json
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -32,11 +43,101 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
-    list_display = ["run_id", "blueprint_name", "status", "created_at", "duration_ms"]
-    list_filter = ["status"]
-    search_fields = ["=run_id", "blueprint_name"]
+    """Every run: newest first, filtered and searched through indexes; a read-only page each."""
+
+    list_display = [
+        "short_id",
+        "blueprint",
+        "status_badge",
+        "step_count",
+        "duration",
+        "created",
+        "waiting_at",
+    ]
+    list_filter = [
+        StatusFilter,
+        BlueprintFilter,
+        FlowTypeFilter,
+        CreatedFilter,
+        HasErrorFilter,
+    ]
+    search_fields = ["run_id"]  # see get_search_results
+    search_help_text = "A run id or its first characters, a blueprint name, or text in the error."
+    list_per_page = 50
     show_full_result_count = False
-    date_hierarchy = None
+    show_facets = admin.ShowFacets.NEVER
+    change_form_template = "admin/runs/run/detail.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
+        return (
+            super()
+            .get_queryset(request)
+            .with_step_counts()
+            .defer("blueprint_snapshot", "initial_data", "final_context")
+        )
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Run], search_term: str
+    ) -> tuple[QuerySet[Run], bool]:
+        return selectors.runs_matching(queryset, search_term.strip()), False
+
+    @admin.display(description="Run", ordering="run_id")
+    def short_id(self, run: Run) -> str:
+        return format_html('<code title="{}">{}</code>', run.run_id, run.run_id[:12])
+
+    @admin.display(description="Blueprint", ordering="blueprint_name")
+    def blueprint(self, run: Run) -> str:
+        return format_html(
+            '{} <span class="quiet">v{}</span>', run.blueprint_name, run.blueprint_version
+        )
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, run: Run) -> str:
+        return format_html(
+            '<span class="badge status-{}">{}</span>', run.status, run.get_status_display()
+        )
+
+    @admin.display(description="Steps", ordering="step_count")
+    def step_count(self, run: Run) -> int:
+        return run.step_count
+
+    @admin.display(description="Duration", ordering="duration_ms")
+    def duration(self, run: Run) -> str:
+        return human_duration(run.duration_ms)
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, run: Run) -> str:
+        return format_html(
+            '<time datetime="{}" title="{}">{} ago</time>',
+            run.created_at.isoformat(),
+            run.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            timesince(run.created_at),
+        )
+
+    @admin.display(description="Waiting at")
+    def waiting_at(self, run: Run) -> str:
+        return (run.suspended_at_node or "") if run.status == Run.Status.SUSPENDED else ""
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        run = self.get_object(request, unquote(object_id))
+        if run is None or not self.has_view_permission(request, run):
+            return super().change_view(request, object_id, form_url, extra_context)
+        detail = selectors.run_detail(run)
+        context = {
+            **(extra_context or {}),
+            "detail": detail,
+            "duration": human_duration(run.duration_ms),
+            "initial_json": pretty_json(run.initial_data),
+            "final_json": pretty_json(run.final_context) if run.final_context is not None else "",
+            "snapshot_json": pretty_json(run.blueprint_snapshot),
+            "step_rows": [
+                (step, human_duration(step.duration_ms), pretty_json(step.context_snapshot))
+                for step in detail.steps
+            ],
+        }
+        return super().change_view(request, object_id, form_url, context)
 
 
 def csv_safe(value: object) -> object:

@@ -293,6 +293,7 @@ class RunAction(models.Model):
         indexes = [
             models.Index(fields=["state", "heartbeat_at"], name="action_state_idx"),
             models.Index(fields=["run", "-requested_at"], name="action_run_idx"),
+            models.Index(fields=["result_run_id"], name="action_result_run_idx"),
         ]
 
     def __str__(self) -> str:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, connection
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -112,8 +112,8 @@ def runs_with_id_prefix(prefix: str, *, limit: int) -> list[Run]:
     if exact := Run.objects.filter(pk=prefix).first():
         return [exact]
     runs = Run.objects.filter(run_id__gte=prefix)
-    if prefix and (last := ord(prefix[-1])) < 0x10FFFF:
-        runs = runs.filter(run_id__lt=prefix[:-1] + chr(last + 1))
+    if prefix and (upper := _prefix_upper_bound(prefix)):
+        runs = runs.filter(run_id__lt=upper)
     return [run for run in runs.order_by("run_id")[:limit] if run.run_id.startswith(prefix)]
 
 
@@ -165,3 +165,69 @@ def health() -> dict[str, Any]:
     except DatabaseError as error:
         report.update(ok=False, database=f"unreachable: {error}".strip())
     return report
+
+
+def blueprint_names() -> list[str]:
+    """Every blueprint name, read from the (blueprint, created) index one name at a time.
+
+    A loose index scan (a recursive query asking for the next name after the
+    last): as many index probes as there are blueprints, however many runs.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH RECURSIVE names(name) AS (
+                SELECT MIN(blueprint_name) FROM runs_run
+                UNION ALL
+                SELECT (SELECT MIN(blueprint_name) FROM runs_run WHERE blueprint_name > names.name)
+                FROM names WHERE names.name IS NOT NULL
+            )
+            SELECT name FROM names WHERE name IS NOT NULL
+            """
+        )
+        return [name for (name,) in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """Everything the run's page shows, read in a fixed number of queries."""
+
+    run: Run
+    steps: list[Step]
+    decisions: list[Decision]
+    actions: list[RunAction]
+    replays: list[RunAction]
+    replayed_from: RunAction | None
+
+
+def run_detail(run: Run) -> RunDetail:
+    """A run's steps, decisions, actions, replays of it and the run it replays."""
+    actions = list(RunAction.objects.filter(run_id=run.run_id).order_by("-requested_at"))
+    return RunDetail(
+        run=run,
+        steps=list(Step.objects.filter(run_id=run.run_id).order_by("step_index")),
+        decisions=list(decisions_of(run.run_id)),
+        actions=actions,
+        replays=[a for a in actions if a.kind == RunAction.Kind.REPLAY and a.result_run_id],
+        replayed_from=RunAction.objects.filter(
+            kind=RunAction.Kind.REPLAY, result_run_id=run.run_id
+        ).first(),
+    )
+
+
+def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
+    """Search: a run-id prefix (a primary-key range) if any run has it, else a blueprint
+    name (exact or its beginning) or text in the error."""
+    if not term:
+        return runs
+    upper = _prefix_upper_bound(term)
+    by_id = Run.objects.filter(run_id__gte=term, **({"run_id__lt": upper} if upper else {}))
+    if by_id.exists():
+        return runs.filter(run_id__gte=term, **({"run_id__lt": upper} if upper else {}))
+    return runs.filter(Q(blueprint_name__startswith=term) | Q(error__icontains=term))
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The first string after every string starting with ``prefix`` (bytewise order)."""
+    last = ord(prefix[-1])
+    return prefix[:-1] + chr(last + 1) if last < 0x10FFFF else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib import messages
@@ -16,32 +15,12 @@ from runs import selectors, services
 from runs.forms import DecisionForm
 from runs.models import Run, Source
 from runs.permissions import can_decide, can_view_runs
-
-INPUT_SUMMARY_ITEMS = 3
-INPUT_SUMMARY_WIDTH = 40
+from runs.presentation import input_summary, pretty_json
 
 
 def _may_see_approvals(request: HttpRequest) -> None:
     if not (can_view_runs(request.user) or can_decide(request.user)):
         raise PermissionDenied("You have no role in this console yet. Ask an administrator.")
-
-
-def input_summary(data: Any) -> str:
-    """A one-line summary of a run's inputs: its first few ``key=value`` pairs."""
-    if not isinstance(data, dict) or not data:
-        return "no inputs"
-    items = []
-    for key, value in list(data.items())[:INPUT_SUMMARY_ITEMS]:
-        text = json.dumps(value, ensure_ascii=False, default=str)
-        if len(text) > INPUT_SUMMARY_WIDTH:
-            text = text[: INPUT_SUMMARY_WIDTH - 1] + "…"
-        items.append(f"{key}={text}")
-    more = len(data) - INPUT_SUMMARY_ITEMS
-    return ", ".join(items) + (f" (+{more} more)" if more > 0 else "")
-
-
-def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
 @require_GET

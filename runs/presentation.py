@@ -1,0 +1,43 @@
+"""How stored values are shown to people: durations, JSON, summaries of inputs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+INPUT_SUMMARY_ITEMS = 3
+INPUT_SUMMARY_WIDTH = 40
+
+
+def input_summary(data: Any) -> str:
+    """A one-line summary of a run's inputs: its first few ``key=value`` pairs."""
+    if not isinstance(data, dict) or not data:
+        return "no inputs"
+    items = []
+    for key, value in list(data.items())[:INPUT_SUMMARY_ITEMS]:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        if len(text) > INPUT_SUMMARY_WIDTH:
+            text = text[: INPUT_SUMMARY_WIDTH - 1] + "…"
+        items.append(f"{key}={text}")
+    more = len(data) - INPUT_SUMMARY_ITEMS
+    return ", ".join(items) + (f" (+{more} more)" if more > 0 else "")
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def human_duration(milliseconds: float | None) -> str:
+    """1.2 s, 340 ms, 3 min 5 s, 2 h 4 min; an em dash when unknown."""
+    if milliseconds is None:
+        return "—"
+    if milliseconds < 1000:
+        return f"{milliseconds:.0f} ms"
+    seconds = milliseconds / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"

@@ -1,0 +1,198 @@
+"""The runs list and the run page in the console's admin."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from runs import selectors
+from runs.models import Run, Step
+from runs.store import UPSERT_STEP, DjangoRunStore, step_values
+from tests.conftest import make_user, start_run
+from tests.test_store import make_run, make_step
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RUNS = reverse("admin:runs_run_changelist")
+
+
+@pytest.fixture
+def viewer_client(client: Client) -> Client:
+    client.force_login(make_user("vera", "Viewers"))
+    return client
+
+
+def listed(client: Client, **params: Any) -> list[str]:
+    response = client.get(RUNS, params)
+    assert response.status_code == 200, response.content[:500]
+    return [run.run_id for run in response.context["cl"].result_list]
+
+
+def seed(count: int, **fields: Any) -> list[str]:
+    store = DjangoRunStore()
+    ids = []
+    for _ in range(count):
+        run = make_run(**fields)
+        store.save_run(run)
+        ids.append(run.run_id)
+    return ids
+
+
+def test_the_list_shows_what_operators_need(viewer_client: Client) -> None:
+    run = start_run(amount=5)
+    html = viewer_client.get(RUNS).content.decode()
+    assert f'<code title="{run.run_id}">{run.run_id[:12]}</code>' in html
+    assert 'payment <span class="quiet">v2.1</span>' in html
+    assert '<span class="badge status-suspended">Awaiting approval</span>' in html
+    assert ">finance_review<" in html
+    assert " ago</time>" in html
+
+
+def test_the_list_costs_the_same_queries_for_any_page_size(viewer_client: Client) -> None:
+    seed(3)
+    viewer_client.get(RUNS)  # warm the per-process caches (content types)
+    with CaptureQueriesContext(connection) as few:
+        viewer_client.get(RUNS)
+    seed(60)
+    with CaptureQueriesContext(connection) as many:
+        response = viewer_client.get(RUNS)
+    assert len(response.context["cl"].result_list) == 50
+    assert len(many) == len(few)
+
+
+def test_filters_combine(viewer_client: Client) -> None:
+    now = timezone.now()
+    suspended = seed(2, status="suspended", blueprint_name="payment")
+    failed = seed(1, status="failed", error="boom", blueprint_name="payment")
+    other = seed(1, status="failed", error="bad", blueprint_name="refund", flow_type="graph")
+    old = seed(1, status="completed", created_at=(now - timedelta(days=20)).isoformat())
+
+    assert sorted(listed(viewer_client, status="suspended")) == sorted(suspended)
+    assert sorted(listed(viewer_client, status="failed", blueprint="payment")) == failed
+    assert listed(viewer_client, flow="graph") == other
+    assert sorted(listed(viewer_client, error="yes")) == sorted(failed + other)
+    assert old[0] not in listed(viewer_client, created="7d")
+    assert old[0] in listed(viewer_client, created="30d")
+    day = (now - timedelta(days=20)).date().isoformat()
+    assert listed(viewer_client, created_from=day, created_to=day) == old
+
+
+def test_blueprint_options_come_from_the_index() -> None:
+    seed(2, blueprint_name="payment")
+    seed(1, blueprint_name="refund")
+    seed(1, blueprint_name="Zeta")
+    assert selectors.blueprint_names() == ["Zeta", "payment", "refund"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"status": "exploded"},
+        {"created": "yesterday"},
+        {"created_from": "not-a-date"},
+        {"error": "maybe"},
+        {"p": "x"},
+        {"p": "99999"},
+        {"o": "99"},
+    ],
+)
+def test_malformed_parameters_are_not_a_server_error(viewer_client: Client, params: dict) -> None:
+    seed(1)
+    response = viewer_client.get(RUNS, params)
+    assert response.status_code in (200, 302)
+    if response.status_code == 302:
+        assert "e=1" in response["Location"]
+
+
+def test_search_by_id_prefix_blueprint_and_error(viewer_client: Client) -> None:
+    store = DjangoRunStore()
+    for run in (
+        make_run(run_id="abc123", blueprint_name="payment"),
+        make_run(run_id="abd456", blueprint_name="refund", error="card declined"),
+        make_run(run_id="ffe789", blueprint_name="payroll"),
+    ):
+        store.save_run(run)
+    assert listed(viewer_client, q="ab") == ["abd456", "abc123"] or sorted(
+        listed(viewer_client, q="ab")
+    ) == ["abc123", "abd456"]
+    assert listed(viewer_client, q="abc1") == ["abc123"]
+    assert sorted(listed(viewer_client, q="pay")) == ["abc123", "ffe789"]
+    assert listed(viewer_client, q="declined") == ["abd456"]
+    assert listed(viewer_client, q="nothing-like-it") == []
+
+
+def test_the_run_page_shows_everything_escaped_read_only(viewer_client: Client) -> None:
+    run = start_run(amount=3, memo="<img src=x onerror=alert(1)>")
+    page = viewer_client.get(reverse("admin:runs_run_change", args=[run.run_id]))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert run.run_id in html
+    assert "Waiting at" in html
+    assert "finance_review — Approve the payment?" in html
+    assert "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "Steps (2)" in html
+    assert "<details" in html
+    assert 'name="_save"' not in html  # nothing to save: history is not edited
+
+
+def test_a_thousand_step_run_opens_with_a_fixed_number_of_queries(viewer_client: Client) -> None:
+    small = make_run()
+    big = make_run()
+    store = DjangoRunStore()
+    for run, steps in ((small, 2), (big, 1000)):
+        store.save_run(run)
+        UPSERT_STEP.execute_many(
+            [
+                step_values(make_step(run.run_id, i, context_snapshot={"i": i}))
+                for i in range(steps)
+            ],
+            "default",
+        )
+    assert Step.objects.filter(run_id=big.run_id).count() == 1000
+    viewer_client.get(reverse("admin:runs_run_change", args=[small.run_id]))  # warm caches
+    with CaptureQueriesContext(connection) as few:
+        viewer_client.get(reverse("admin:runs_run_change", args=[small.run_id]))
+    with CaptureQueriesContext(connection) as many:
+        response = viewer_client.get(reverse("admin:runs_run_change", args=[big.run_id]))
+    assert response.status_code == 200
+    assert len(many) == len(few)
+
+
+def test_replays_link_both_ways(viewer_client: Client, operator: Any) -> None:
+    from runs import services
+    from runs.models import Source
+    from tests.conftest import run_queued_tasks
+
+    run = start_run()
+    action = services.run_replay_request(run_id=run.run_id, actor=operator, source=Source.WEB)
+    run_queued_tasks()
+    original = viewer_client.get(
+        reverse("admin:runs_run_change", args=[run.run_id])
+    ).content.decode()
+    assert reverse("admin:runs_run_change", args=[action.result_run_id]) in original
+    replay = viewer_client.get(
+        reverse("admin:runs_run_change", args=[action.result_run_id])
+    ).content.decode()
+    assert "Replay of" in replay
+    assert reverse("admin:runs_run_change", args=[run.run_id]) in replay
+
+
+def test_an_unknown_run_page_is_not_a_server_error(viewer_client: Client) -> None:
+    response = viewer_client.get(reverse("admin:runs_run_change", args=["nope"]))
+    assert response.status_code in (302, 404)
+
+
+def test_nobody_edits_history_through_the_admin(client: Client, superuser: Any) -> None:
+    run = start_run()
+    client.force_login(superuser)
+    change = reverse("admin:runs_run_change", args=[run.run_id])
+    client.post(change, {"status": "completed", "error": "edited"})
+    assert Run.objects.get(pk=run.pk).status == "suspended"
