@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connection
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models.functions import TruncDate
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -231,3 +232,57 @@ def _prefix_upper_bound(prefix: str) -> str | None:
     """The first string after every string starting with ``prefix`` (bytewise order)."""
     last = ord(prefix[-1])
     return prefix[:-1] + chr(last + 1) if last < 0x10FFFF else None
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """The console's front page figures."""
+
+    by_status: dict[str, int]
+    awaiting: int
+    failures_24h: int
+    per_day: list[tuple[date, dict[str, int]]]
+    durations: list[tuple[str, list[float]]]
+
+
+DASHBOARD_DAYS = 14
+DURATION_SAMPLE = 50_000
+
+
+def dashboard(*, now: datetime | None = None) -> Dashboard:
+    """Counts by status, what waits, recent failures, runs per day and duration samples."""
+    now = now or timezone.now()
+    since = (now - timedelta(days=DASHBOARD_DAYS - 1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    by_status = dict(
+        Run.objects.order_by()
+        .values_list("status")
+        .annotate(n=Count("*"))
+        .values_list("status", "n")
+    )
+    days: dict[date, dict[str, int]] = {
+        (since + timedelta(days=offset)).date(): {} for offset in range(DASHBOARD_DAYS)
+    }
+    recent = Run.objects.filter(created_at__gte=since).order_by()
+    for day, status, count in (
+        recent.annotate(day=TruncDate("created_at"))
+        .values_list("day", "status")
+        .annotate(n=Count("*"))
+        .values_list("day", "status", "n")
+    ):
+        days.setdefault(day, {})[status] = count
+    samples: dict[str, list[float]] = {}
+    for blueprint, duration in recent.exclude(duration_ms__isnull=True).values_list(
+        "blueprint_name", "duration_ms"
+    )[:DURATION_SAMPLE]:
+        samples.setdefault(blueprint, []).append(duration)
+    return Dashboard(
+        by_status=by_status,
+        awaiting=Run.objects.awaiting_decision().count(),
+        failures_24h=Run.objects.filter(
+            status=Run.Status.FAILED, created_at__gte=now - timedelta(hours=24)
+        ).count(),
+        per_day=sorted(days.items()),
+        durations=sorted(samples.items()),
+    )

@@ -196,3 +196,37 @@ def test_nobody_edits_history_through_the_admin(client: Client, superuser: Any) 
     change = reverse("admin:runs_run_change", args=[run.run_id])
     client.post(change, {"status": "completed", "error": "edited"})
     assert Run.objects.get(pk=run.pk).status == "suspended"
+
+
+def test_the_dashboard_counts_and_draws(viewer_client: Client) -> None:
+    now = timezone.now()
+    seed(3, status="completed", duration_ms=1200.0, blueprint_name="<b>payment</b>")
+    seed(2, status="failed", duration_ms=300.0, blueprint_name="refund")
+    seed(1, status="failed", created_at=(now - timedelta(days=3)).isoformat())
+    start_run()  # one waiting for a decision
+    viewer_client.get(reverse("admin:index"))  # warm caches
+    with CaptureQueriesContext(connection) as queries:
+        response = viewer_client.get(reverse("admin:index"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    figures = response.context["dashboard"]
+    assert figures.by_status == {"completed": 3, "failed": 3, "suspended": 1}
+    assert figures.awaiting == 1
+    assert figures.failures_24h == 2
+    assert sum(sum(counts.values()) for _, counts in figures.per_day) == 7
+    assert len(figures.per_day) == 14
+    assert html.count("<rect") >= 5
+    assert "&lt;b&gt;payment&lt;/b&gt; p50: 1200 ms" in html
+    assert "<b>payment</b>" not in html
+    assert len(queries) <= 15
+
+
+def test_the_dashboard_is_the_same_queries_with_more_runs(viewer_client: Client) -> None:
+    seed(2, status="completed", duration_ms=5.0)
+    viewer_client.get(reverse("admin:index"))
+    with CaptureQueriesContext(connection) as few:
+        viewer_client.get(reverse("admin:index"))
+    seed(40, status="failed", duration_ms=7.0, blueprint_name="other")
+    with CaptureQueriesContext(connection) as many:
+        viewer_client.get(reverse("admin:index"))
+    assert len(many) == len(few)

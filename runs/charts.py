@@ -1,0 +1,102 @@
+"""Server-side SVG charts for the dashboard: geometry computed here, drawn by the template."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import date
+
+from runs.models import Run
+
+STATUS_COLORS = {
+    Run.Status.COMPLETED: "#3c9a5f",
+    Run.Status.FAILED: "#c4443b",
+    Run.Status.SUSPENDED: "#e0a526",
+    Run.Status.RUNNING: "#4a72d9",
+    Run.Status.CANCELLED: "#9aa1ad",
+}
+PERCENTILE_COLORS = {"p50": "#4a72d9", "p90": "#e0a526", "p99": "#c4443b"}
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    color: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    bars: list[Bar]
+    labels: list[tuple[float, float, str]]  # x, y, text
+    legend: list[tuple[str, str]]  # color, label
+
+
+def runs_per_day(per_day: list[tuple[date, dict[str, int]]], *, width: int = 640) -> Chart:
+    """Stacked bars: runs created each day, by status."""
+    height, bottom, top = 200, 24, 8
+    slot = width / max(len(per_day), 1)
+    peak = max((sum(counts.values()) for _, counts in per_day), default=0) or 1
+    scale = (height - bottom - top) / peak
+    bars, labels = [], []
+    for index, (day, counts) in enumerate(per_day):
+        x, y = index * slot + slot * 0.15, height - bottom
+        for status in Run.Status.values:
+            count = counts.get(status, 0)
+            if count:
+                bar_height = count * scale
+                y -= bar_height
+                bars.append(
+                    Bar(
+                        x,
+                        y,
+                        slot * 0.7,
+                        bar_height,
+                        STATUS_COLORS[status],
+                        f"{day:%b %d}: {count} {Run.Status(status).label.lower()}",
+                    )
+                )
+        labels.append((x + slot * 0.35, height - 8, f"{day:%d}"))
+    legend = [(STATUS_COLORS[value], label) for value, label in Run.Status.choices]
+    return Chart(width, height, bars, labels, legend)
+
+
+def duration_percentiles(
+    durations: list[tuple[str, list[float]]], *, width: int = 640
+) -> tuple[Chart, list[tuple[str, dict[str, float]]]]:
+    """Horizontal bars: p50, p90 and p99 run duration per blueprint (ms)."""
+    rows = [(name, percentiles(values)) for name, values in durations if values]
+    row_height, label_width = 30, 160
+    height = max(len(rows), 1) * row_height + 10
+    peak = max((p["p99"] for _, p in rows), default=0) or 1
+    scale = (width - label_width - 10) / peak
+    bars, labels = [], []
+    for index, (name, values) in enumerate(rows):
+        y = index * row_height + 5
+        for offset, key in enumerate(("p99", "p90", "p50")):
+            bars.append(
+                Bar(
+                    label_width,
+                    y + offset * 7,
+                    max(values[key] * scale, 1),
+                    7,
+                    PERCENTILE_COLORS[key],
+                    f"{name} {key}: {values[key]:.0f} ms",
+                )
+            )
+        labels.append((4, y + 16, name[:24]))
+    legend = [(color, key) for key, color in PERCENTILE_COLORS.items()]
+    return Chart(width, height, bars, labels, legend), rows
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p90 and p99 of some durations."""
+    if len(values) == 1:
+        return dict.fromkeys(("p50", "p90", "p99"), values[0])
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98]}
