@@ -6,12 +6,16 @@ import csv
 from collections.abc import Iterator
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
@@ -23,8 +27,9 @@ from runs.filters import (
     HasErrorFilter,
     StatusFilter,
 )
-from runs.models import AccessChange, BlueprintScope, Decision, Run, RunAction
-from runs.permissions import can_administer_access
+from runs.forms import ResumeDataForm
+from runs.models import AccessChange, BlueprintScope, Decision, Run, RunAction, Source
+from runs.permissions import can_administer_access, can_delete, can_operate
 from runs.presentation import human_duration, pretty_json
 
 
@@ -67,6 +72,90 @@ class RunAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     change_form_template = "admin/runs/run/detail.html"
+    actions = ["resume_runs", "replay_runs", "cancel_runs", "delete_runs"]
+
+    # -- actions on runs: each through its service, after a confirmation page --------
+    @admin.action(description="Resume selected runs", permissions=["operate"])
+    def resume_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> Any:
+        return self._confirm_and_run(request, queryset, RunAction.Kind.RESUME)
+
+    @admin.action(description="Replay selected runs", permissions=["operate"])
+    def replay_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> Any:
+        return self._confirm_and_run(request, queryset, RunAction.Kind.REPLAY)
+
+    @admin.action(description="Cancel selected runs", permissions=["operate"])
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> Any:
+        return self._confirm_and_run(request, queryset, RunAction.Kind.CANCEL)
+
+    @admin.action(description="Delete selected runs", permissions=["remove"])
+    def delete_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> Any:
+        return self._confirm_and_run(request, queryset, RunAction.Kind.DELETE)
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return can_operate(request.user)
+
+    def has_remove_permission(self, request: HttpRequest) -> bool:
+        return can_delete(request.user)
+
+    def get_urls(self) -> list[Any]:
+        act = self.admin_site.admin_view(self.act_view)
+        return [
+            path("<path:object_id>/act/<str:kind>/", act, name="runs_run_act"),
+            *super().get_urls(),
+        ]
+
+    def act_view(self, request: HttpRequest, object_id: str, kind: str) -> Any:
+        """One action on one run, from its page: the same confirmation and services."""
+        if kind not in RunAction.Kind.values:
+            raise Http404("No such action.")
+        queryset = Run.objects.filter(pk=unquote(object_id))
+        if not queryset.exists():
+            raise Http404(f"No run has the id “{unquote(object_id)}”.")
+        return self._confirm_and_run(request, queryset, kind, single=True)
+
+    def _confirm_and_run(
+        self, request: HttpRequest, queryset: QuerySet[Run], kind: str, *, single: bool = False
+    ) -> Any:
+        allowed = can_delete if kind == RunAction.Kind.DELETE else can_operate
+        if not allowed(request.user):
+            raise PermissionDenied("You may not do this to runs.")
+        runs = list(queryset.order_by("-created_at").only("run_id", "blueprint_name", "status"))
+        form = ResumeDataForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and (kind != RunAction.Kind.RESUME or form.is_valid()):
+            resume_data = (
+                form.cleaned_data.get("resume_data") if kind == RunAction.Kind.RESUME else None
+            )
+            done, refused = services.runs_act(
+                kind=kind,
+                run_ids=[run.run_id for run in runs],
+                actor=request.user,
+                source=Source.WEB,
+                resume_data=resume_data,
+            )
+            verb = RunAction.Kind(kind).label.lower()
+            queued = kind in (RunAction.Kind.RESUME, RunAction.Kind.REPLAY)
+            if done:
+                outcome = "queued for the worker" if queued else "done"
+                self.message_user(
+                    request, f"{len(done)} run(s): {verb} {outcome}.", messages.SUCCESS
+                )
+            for run_id, reason in refused:
+                self.message_user(request, f"{run_id[:12]}: {reason}", messages.ERROR)
+            if single and kind != RunAction.Kind.DELETE:
+                return redirect("admin:runs_run_change", runs[0].run_id)
+            return redirect("admin:runs_run_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{RunAction.Kind(kind).label} {len(runs)} run(s)?",
+            "runs": runs,
+            "kind": kind,
+            "form": form if kind == RunAction.Kind.RESUME else None,
+            "action_name": request.POST.get("action", ""),
+            "selected": [run.run_id for run in runs],
+            "opts": self.model._meta,
+            "single": single,
+        }
+        return TemplateResponse(request, "admin/runs/run/confirm_action.html", context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
         return (
@@ -128,6 +217,9 @@ class RunAdmin(ReadOnlyAdmin):
         context = {
             **(extra_context or {}),
             "detail": detail,
+            "refreshing": any(a.state != RunAction.State.DONE for a in detail.actions),
+            "may_operate": can_operate(request.user, run),
+            "may_delete": can_delete(request.user, run),
             "duration": human_duration(run.duration_ms),
             "initial_json": pretty_json(run.initial_data),
             "final_json": pretty_json(run.final_context) if run.final_context is not None else "",

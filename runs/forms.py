@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -41,3 +42,25 @@ class DecisionForm(forms.Form):
     @property
     def approved(self) -> bool:
         return self.cleaned_data["decision"] == "approve"
+
+
+class ResumeDataForm(forms.Form):
+    """Optional ``resume_data`` for a resume, as a JSON object."""
+
+    resume_data = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+        help_text='Optional JSON object handed to NeuroCore, e.g. {"approved": true}.',
+    )
+
+    def clean_resume_data(self) -> dict[str, Any] | None:
+        text = self.cleaned_data["resume_data"].strip()
+        if not text:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError as error:
+            raise forms.ValidationError(f"This is not valid JSON: {error}.") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Give a JSON object ({…}), not a list or a single value.")
+        return value

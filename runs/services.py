@@ -733,3 +733,36 @@ def user_provision(
             },
         )
     return user, created
+
+
+def runs_act(
+    *,
+    kind: str,
+    run_ids: list[str],
+    actor: User | None,
+    source: Source,
+    resume_data: dict[str, Any] | None = None,
+) -> tuple[list[RunAction], list[tuple[str, str]]]:
+    """One action on several runs, each on its own: what was done, and what was refused why."""
+    done: list[RunAction] = []
+    refused: list[tuple[str, str]] = []
+    for run_id in run_ids:
+        try:
+            match kind:
+                case RunAction.Kind.RESUME:
+                    action = run_resume_request(
+                        run_id=run_id, resume_data=resume_data, actor=actor, source=source
+                    )
+                case RunAction.Kind.REPLAY:
+                    action = run_replay_request(run_id=run_id, actor=actor, source=source)
+                case RunAction.Kind.CANCEL:
+                    action = run_cancel(run_id=run_id, actor=actor, source=source)
+                case RunAction.Kind.DELETE:
+                    action = run_delete(run_id=run_id, actor=actor, source=source)
+                case _:
+                    raise ConsoleError(f"Unknown action {kind!r}.")
+        except (ConsoleError, PermissionDenied) as error:
+            refused.append((run_id, str(error)))
+        else:
+            done.append(action)
+    return done, refused

@@ -283,6 +283,35 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
     ("get", "/healthz", dict.fromkeys(ROLE_USERS, 200)),
     (
         "get",
+        "/admin/runs/run/{run}/act/replay/",
+        {
+            "anonymous": 302,
+            "no role": 302,
+            "viewer": 403,
+            "approver": 403,
+            "scoped in": 403,
+            "scoped out": 403,
+            "operator": 200,
+            "superuser": 200,
+        },
+    ),
+    # Last: it changes the run (for those who may).
+    (
+        "post",
+        "/admin/runs/run/{run}/act/cancel/",
+        {
+            "anonymous": 302,
+            "no role": 302,
+            "viewer": 403,
+            "approver": 403,
+            "scoped in": 403,
+            "scoped out": 403,
+            "operator": 302,
+            "superuser": 302,
+        },
+    ),
+    (
+        "get",
         "/accounts/password_change/",
         {
             "anonymous": 302,
@@ -304,14 +333,19 @@ def test_permission_matrix(role: str, finance_scope: BlueprintScope) -> None:
     client = client_for(role)
     for method, url_pattern, expected in MATRIX:
         url = url_pattern.format(run=run.run_id)
-        data = form_data(run) if method == "post" else None
+        data = None
+        if method == "post":
+            data = {"confirm": "yes"} if "/act/" in url else form_data(run)
         response = getattr(client, method)(url, data) if data else getattr(client, method)(url)
         assert response.status_code == expected[role], f"{role} {method.upper()} {url}"
         if response.status_code == 302 and expected[role] == 302 and role == "anonymous":
             assert response["Location"].startswith(LOGIN) or url == "/admin/"
     decided = role in {"scoped in", "superuser"}
     assert Decision.objects.count() == (1 if decided else 0)
-    assert Run.objects.get(pk=run.pk).status == Run.Status.SUSPENDED  # nothing resumed inline
+    # Only the operator's cancel went through: the superuser's was refused, the
+    # run being busy resuming their decision (in the worker, never inline).
+    expected = Run.Status.CANCELLED if role == "operator" else Run.Status.SUSPENDED
+    assert Run.objects.get(pk=run.pk).status == expected
 
 
 # -- brute force -----------------------------------------------------------------------

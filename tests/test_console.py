@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runs import selectors
-from runs.models import Run, Step
+from runs.models import Run, RunAction, Step
 from runs.store import UPSERT_STEP, DjangoRunStore, step_values
 from tests.conftest import make_user, start_run
 from tests.test_store import make_run, make_step
@@ -230,3 +230,108 @@ def test_the_dashboard_is_the_same_queries_with_more_runs(viewer_client: Client)
     with CaptureQueriesContext(connection) as many:
         viewer_client.get(reverse("admin:index"))
     assert len(many) == len(few)
+
+
+# -- operators' actions in the admin ------------------------------------------------------
+
+
+@pytest.fixture
+def operator_client(client: Client) -> Client:
+    client.force_login(make_user("otto", "Operators"))
+    return client
+
+
+def test_bulk_cancel_confirms_exactly_the_runs_then_records_each(operator_client: Client) -> None:
+    waiting = [start_run(amount=n).run_id for n in (1, 2)]
+    done = seed(1, status="completed")[0]
+    selected = [*waiting, done]
+    page = operator_client.post(RUNS, {"action": "cancel_runs", "_selected_action": selected})
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Cancel 3 run(s)?" in html
+    assert all(run_id in html for run_id in selected)
+    assert Run.objects.filter(status="cancelled").count() == 0  # nothing before confirming
+
+    response = operator_client.post(
+        RUNS,
+        {"action": "cancel_runs", "_selected_action": selected, "confirm": "yes"},
+        follow=True,
+    )
+    texts = [str(m) for m in response.context["messages"]]
+    assert "2 run(s): cancel done." in texts
+    assert any(t.startswith(f"{done[:12]}: This run is completed") for t in texts)
+    assert set(Run.objects.filter(status="cancelled").values_list("run_id", flat=True)) == set(
+        waiting
+    )
+    assert (
+        RunAction.objects.filter(kind="cancel", requested_by_identity="otto@example.com").count()
+        == 2
+    )
+
+
+def test_resume_from_the_run_page_with_json_data(operator_client: Client, flag_file: Any) -> None:
+    flag_file.touch()
+    run = start_run("flaky.yaml")
+    flag_file.unlink()
+    act = reverse("admin:runs_run_act", args=[run.run_id, "resume"])
+    page = operator_client.get(reverse("admin:runs_run_change", args=[run.run_id]))
+    assert act in page.content.decode()
+
+    bad = operator_client.post(act, {"confirm": "yes", "resume_data": "{not json"})
+    assert "This is not valid JSON" in bad.content.decode()
+    assert not RunAction.objects.exists()
+    listy = operator_client.post(act, {"confirm": "yes", "resume_data": "[1, 2]"})
+    assert "Give a JSON object" in listy.content.decode()
+
+    response = operator_client.post(act, {"confirm": "yes", "resume_data": '{"retry": true}'})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:runs_run_change", args=[run.run_id])
+    action = RunAction.objects.get()
+    assert (action.kind, action.resume_data, action.state) == ("resume", {"retry": True}, "queued")
+    detail = operator_client.get(response["Location"]).content.decode()
+    assert '<meta http-equiv="refresh" content="3">' in detail  # follows the progress
+
+    from tests.conftest import run_queued_tasks
+
+    run_queued_tasks()
+    detail = operator_client.get(response["Location"]).content.decode()
+    assert 'http-equiv="refresh"' not in detail
+    assert Run.objects.get(pk=run.pk).status == "completed"
+
+
+def test_viewers_and_approvers_have_no_actions(viewer_client: Client) -> None:
+    run = start_run()
+    page = viewer_client.get(RUNS)
+    assert "cancel_runs" not in page.content.decode()
+    response = viewer_client.post(
+        RUNS, {"action": "cancel_runs", "_selected_action": [run.run_id], "confirm": "yes"}
+    )
+    assert Run.objects.get(pk=run.pk).status == "suspended"
+    assert response.status_code in (200, 302)
+    act = reverse("admin:runs_run_act", args=[run.run_id, "cancel"])
+    assert viewer_client.post(act, {"confirm": "yes"}).status_code == 403
+    assert not RunAction.objects.exists()
+
+
+def test_delete_needs_the_delete_permission(operator_client: Client, superuser: Any) -> None:
+    run = start_run()
+    act = reverse("admin:runs_run_act", args=[run.run_id, "delete"])
+    assert operator_client.post(act, {"confirm": "yes"}).status_code == 403
+    admin = Client()
+    admin.force_login(superuser)
+    response = admin.post(act, {"confirm": "yes"})
+    assert response.status_code == 302
+    assert not Run.objects.filter(pk=run.pk).exists()
+    assert RunAction.objects.get().kind == "delete"
+
+
+def test_unknown_actions_and_runs_are_404(operator_client: Client) -> None:
+    run = start_run()
+    assert (
+        operator_client.get(reverse("admin:runs_run_act", args=[run.run_id, "explode"])).status_code
+        == 404
+    )
+    assert (
+        operator_client.get(reverse("admin:runs_run_act", args=["nope", "cancel"])).status_code
+        == 404
+    )
