@@ -217,15 +217,28 @@ def run_detail(run: Run) -> RunDetail:
 
 
 def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
-    """Search: a run-id prefix (a primary-key range) if any run has it, else a blueprint
-    name (exact or its beginning) or text in the error."""
+    """Search: a run-id prefix if any run has it, else a blueprint name or error text.
+
+    A rare prefix is resolved to its ids on the primary key first, so the
+    newest-first listing reads a few rows by key instead of scanning the
+    creation index for matches; a common one (thousands of runs) is kept as a
+    range, which that scan satisfies within a page.
+    """
     if not term:
         return runs
     upper = _prefix_upper_bound(term)
-    by_id = Run.objects.filter(run_id__gte=term, **({"run_id__lt": upper} if upper else {}))
-    if by_id.exists():
-        return runs.filter(run_id__gte=term, **({"run_id__lt": upper} if upper else {}))
+    by_id = Q(run_id__gte=term) & (Q(run_id__lt=upper) if upper else Q())
+    ids = list(
+        Run.objects.filter(by_id)
+        .order_by("run_id")
+        .values_list("run_id", flat=True)[: PREFIX_IDS_LIMIT + 1]
+    )
+    if ids:
+        return runs.filter(run_id__in=ids) if len(ids) <= PREFIX_IDS_LIMIT else runs.filter(by_id)
     return runs.filter(Q(blueprint_name__startswith=term) | Q(error__icontains=term))
+
+
+PREFIX_IDS_LIMIT = 1000
 
 
 def _prefix_upper_bound(prefix: str) -> str | None:
@@ -285,4 +298,17 @@ def dashboard(*, now: datetime | None = None) -> Dashboard:
         ).count(),
         per_day=sorted(days.items()),
         durations=sorted(samples.items()),
+    )
+
+
+def step_counts(run_ids: list[str]) -> dict[str, int]:
+    """How many steps each of these runs has (one grouped query on the steps' key)."""
+    if not run_ids:
+        return {}
+    return dict(
+        Step.objects.filter(run_id__in=run_ids)
+        .order_by()
+        .values_list("run_id")
+        .annotate(n=Count("*"))
+        .values_list("run_id", "n")
     )
