@@ -12,11 +12,13 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
@@ -45,6 +47,25 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most ``CAP`` runs: a list of a million runs says "more than 100,000"
+    instead of counting every row for each page it shows."""
+
+    CAP = 100_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: self.CAP + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.CAP
+
+    @property
+    def cap(self) -> str:
+        return f"{self.CAP:,}"
 
 
 class RunChangeList(ChangeList):
@@ -181,6 +202,8 @@ class RunAdmin(ReadOnlyAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return RunChangeList
+
+    paginator = CappedCountPaginator
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Run], search_term: str

@@ -335,3 +335,15 @@ def test_unknown_actions_and_runs_are_404(operator_client: Client) -> None:
         operator_client.get(reverse("admin:runs_run_act", args=["nope", "cancel"])).status_code
         == 404
     )
+
+
+def test_a_huge_list_is_counted_only_up_to_a_cap(viewer_client: Client, monkeypatch: Any) -> None:
+    from runs.admin import CappedCountPaginator
+
+    monkeypatch.setattr(CappedCountPaginator, "CAP", 5)
+    seed(8)
+    html = viewer_client.get(RUNS).content.decode()
+    assert "more than 5 runs (narrow the list with the filters)" in html
+    seed(0)
+    html = viewer_client.get(RUNS, {"status": "cancelled"}).content.decode()
+    assert "0 runs" in html
