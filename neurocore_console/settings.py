@@ -153,7 +153,7 @@ SESSION_COOKIE_AGE = int(float(os.environ.get("SESSION_IDLE_HOURS", "8")) * 3600
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-LOGIN_REDIRECT_URL = "/approvals/"
+LOGIN_REDIRECT_URL = "/"  # runs.views.home sends each person to their place
 
 # --- Transport and browser security -----------------------------------------------
 X_FRAME_OPTIONS = "DENY"

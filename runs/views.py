@@ -25,8 +25,8 @@ def _may_see_approvals(request: HttpRequest) -> None:
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    """Approvers start at their inbox; operators and admins at the runs list."""
-    if not can_decide(request.user) and request.user.is_staff:
+    """Approvers start at their inbox; everyone else who may see runs at the runs list."""
+    if not can_decide(request.user) and (can_view_runs(request.user) or request.user.is_staff):
         return redirect("admin:runs_run_changelist")
     return redirect("approvals:inbox")
 

@@ -60,8 +60,8 @@ def test_seed_demo_makes_runs_in_every_status_once(demo_project: None) -> None:
     ("username", "password", "lands_on"),
     [
         ("ada", "demo-approver-pass", "/approvals/"),
-        ("otto", "demo-operator-pass", "/approvals/"),
-        ("vera", "demo-viewer-pass", "/approvals/"),
+        ("otto", "demo-operator-pass", "/admin/runs/run/"),
+        ("vera", "demo-viewer-pass", "/admin/runs/run/"),
         ("admin", "demo-admin-pass", "/approvals/"),
     ],
 )
@@ -72,5 +72,7 @@ def test_demo_users_log_in_with_the_printed_passwords(
     client = Client(enforce_csrf_checks=True)
     response = log_in(client, username, password)
     assert response.status_code == 302
-    assert response["Location"] == lands_on
+    assert response["Location"] == "/"
+    home = client.get("/")
+    assert home["Location"] == lands_on  # each person lands in their place
     assert client.get(lands_on).status_code == 200

@@ -328,7 +328,8 @@ def test_the_root_takes_people_to_the_inbox(approver_client: Client) -> None:
     assert response["Location"] == INBOX
 
 
-def test_the_root_takes_admins_to_the_runs_list(client: Client, superuser: Any) -> None:
-    client.force_login(make_user("staffer", "Operators", is_staff=True))
+@pytest.mark.parametrize("role", ["Operators", "Viewers"])
+def test_the_root_takes_everyone_else_to_the_runs_list(client: Client, role: str) -> None:
+    client.force_login(make_user("someone", role))
     response = client.get("/")
     assert response["Location"] == reverse("admin:runs_run_changelist")
