@@ -72,6 +72,7 @@ def test_inbox_queries_do_not_grow_with_the_number_of_runs(
     approver_client: Client, django_assert_num_queries: Any
 ) -> None:
     start_run(amount=1)
+    approver_client.get(INBOX)  # the session's idle timeout is renewed (written) here
     with CaptureQueriesContext(connection) as few:
         approver_client.get(INBOX)
     for amount in range(12):
@@ -79,8 +80,8 @@ def test_inbox_queries_do_not_grow_with_the_number_of_runs(
     with django_assert_num_queries(len(few)):
         response = approver_client.get(INBOX)
     assert len(response.context["rows"]) == 13
-    # session, user, permissions (2), scopes, blueprints, runs, session save (3)
-    assert len(few) <= 10
+    # session, user, permissions (2), scopes, blueprints, runs; no session write
+    assert len(few) <= 7
 
 
 def test_a_viewer_sees_an_inbox_without_decisions(client: Client, viewer: Any) -> None:

@@ -1,0 +1,35 @@
+"""Request middleware of the console."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+
+class SessionIdleRefreshMiddleware:
+    """Slides a signed-in session's idle timeout, writing the session at most once a minute.
+
+    Saving it on every request (``SESSION_SAVE_EVERY_REQUEST``) would make every
+    page view a database write and commit; the idle timeout (``SESSION_COOKIE_AGE``)
+    needs no more than a minute's precision. Goes after the authentication
+    middleware, so its response phase runs before the session middleware saves.
+    """
+
+    REFRESH_SECONDS = 60
+    KEY = "_idle_refreshed_at"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        session = getattr(request, "session", None)
+        user = getattr(request, "user", None)
+        if session is None or user is None or not user.is_authenticated:
+            return response
+        now = int(time.time())
+        if now - session.get(self.KEY, 0) >= self.REFRESH_SECONDS:
+            session[self.KEY] = now  # modified: saved with a fresh expiry, cookie renewed
+        return response
