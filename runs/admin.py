@@ -8,11 +8,11 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import ALL_VAR, ORDER_VAR, PAGE_VAR, ChangeList
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.shortcuts import redirect
@@ -49,24 +49,48 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class CappedCountPaginator(Paginator):
-    """Counts at most ``CAP`` runs: a list of a million runs says "more than 100,000"
-    instead of counting every row for each page it shows."""
+class RunPaginator(Paginator):
+    """Pages of runs that stay fast among a million.
+
+    The count is ``known_count`` when given (the runs' tally), else at most
+    ``CAP`` runs counted from an index: "more than 100,000 runs". A page reads
+    its run ids from the listing index first, so an OFFSET skips index
+    entries, not rows, then reads those runs by key.
+    """
 
     CAP = 100_000
 
+    def __init__(self, *args: Any, known_count: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.known_count = known_count
+
     @cached_property
     def count(self) -> int:
+        if self.known_count is not None:
+            return self.known_count
         # Only keys, unordered: the count reads an index, not the rows.
         return self.object_list.order_by().values("pk")[: self.CAP + 1].count()
 
     @property
     def capped(self) -> bool:
-        return self.count > self.CAP
+        return self.known_count is None and self.count > self.CAP
 
     @property
-    def cap(self) -> str:
-        return f"{self.CAP:,}"
+    def summary(self) -> str:
+        """The count in words: 1,234 runs, or more than 100,000 when counting stopped there."""
+        if self.capped:
+            return f"more than {self.CAP:,} runs (narrow the list with the filters)"
+        return f"{self.count:,} run{'' if self.count == 1 else 's'}"
+
+    def page(self, number: int | str) -> Page:
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if top + self.orphans >= self.count:
+            top = self.count
+        ids = list(self.object_list.values_list("pk", flat=True)[bottom:top])
+        runs = self.object_list.in_bulk(ids)
+        return self._get_page([runs[run_id] for run_id in ids if run_id in runs], number, self)
 
 
 class RunChangeList(ChangeList):
@@ -81,6 +105,10 @@ class RunChangeList(ChangeList):
         counts = selectors.step_counts([run.run_id for run in self.result_list])
         for run in self.result_list:
             run.step_count = counts.get(run.run_id, 0)
+
+
+# The list's query parameters that leave its count equal to a tally.
+TALLIED_PARAMETERS = {StatusFilter.parameter_name, PAGE_VAR, ORDER_VAR, ALL_VAR}
 
 
 @admin.register(Run)
@@ -204,7 +232,25 @@ class RunAdmin(ReadOnlyAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return RunChangeList
 
-    paginator = CappedCountPaginator
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Run],
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> RunPaginator:
+        """Unfiltered or filtered by status only, the list is counted by the runs' tally
+        (every viewer sees every run, so the tally is the list's count)."""
+        given = {name for name, value in request.GET.items() if value}
+        known_count = (
+            selectors.run_count(status=request.GET.get(StatusFilter.parameter_name) or None)
+            if given <= TALLIED_PARAMETERS
+            else None
+        )
+        return RunPaginator(
+            queryset, per_page, orphans, allow_empty_first_page, known_count=known_count
+        )
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Run], search_term: str

@@ -34,6 +34,7 @@ class ConsoleAdminSite(admin.AdminSite):
                 per_day_chart=charts.runs_per_day(figures.per_day),
                 durations_chart=durations_chart,
                 duration_rows=duration_rows,
+                duration_sample=f"{selectors.DURATION_SAMPLE:,}",
             )
         return super().index(request, context)
 

@@ -9,13 +9,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connection
-from django.db.models import Count, Prefetch, Q, QuerySet
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs.models import Decision, Run, RunAction, Step
+from runs.models import Decision, Run, RunAction, RunTally, Step
 from runs.permissions import DECIDE, User, allowed_blueprints, can_decide
 
 
@@ -259,36 +259,44 @@ class Dashboard:
 
 
 DASHBOARD_DAYS = 14
-DURATION_SAMPLE = 50_000
+DURATION_SAMPLE = 10_000
+
+
+def run_count(*, status: str | None = None) -> int:
+    """How many runs there are (in ``status``), read from the tallies, not counted."""
+    tallies = RunTally.objects.all() if status is None else RunTally.objects.filter(status=status)
+    return tallies.aggregate(total=Coalesce(Sum("runs"), 0))["total"]
 
 
 def dashboard(*, now: datetime | None = None) -> Dashboard:
-    """Counts by status, what waits, recent failures, runs per day and duration samples."""
+    """Counts by status and per day (from the tallies), what waits, recent failures,
+    and the durations of the latest runs of the last days, per blueprint."""
     now = now or timezone.now()
     since = (now - timedelta(days=DASHBOARD_DAYS - 1)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
-    by_status = dict(
-        Run.objects.order_by()
+    by_status = {
+        status: total
+        for status, total in RunTally.objects.order_by()
         .values_list("status")
-        .annotate(n=Count("*"))
-        .values_list("status", "n")
-    )
+        .annotate(total=Sum("runs"))
+        .values_list("status", "total")
+        if total
+    }
     days: dict[date, dict[str, int]] = {
         (since + timedelta(days=offset)).date(): {} for offset in range(DASHBOARD_DAYS)
     }
-    recent = Run.objects.filter(created_at__gte=since).order_by()
-    for day, status, count in (
-        recent.annotate(day=TruncDate("created_at"))
-        .values_list("day", "status")
-        .annotate(n=Count("*"))
-        .values_list("day", "status", "n")
-    ):
+    for day, status, count in RunTally.objects.filter(
+        day__gte=since.date(), runs__gt=0
+    ).values_list("day", "status", "runs"):
         days.setdefault(day, {})[status] = count
     samples: dict[str, list[float]] = {}
-    for blueprint, duration in recent.exclude(duration_ms__isnull=True).values_list(
-        "blueprint_name", "duration_ms"
-    )[:DURATION_SAMPLE]:
+    latest = (
+        Run.objects.filter(created_at__gte=since, duration_ms__isnull=False)
+        .order_by("-created_at", "-run_id")
+        .values_list("blueprint_name", "duration_ms")[:DURATION_SAMPLE]
+    )
+    for blueprint, duration in latest:
         samples.setdefault(blueprint, []).append(duration)
     return Dashboard(
         by_status=by_status,
