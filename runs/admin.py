@@ -107,6 +107,8 @@ class RunChangeList(ChangeList):
             run.step_count = counts.get(run.run_id, 0)
 
 
+STEPS_PAGE_VAR = "steps"  # the run page's parameter: which page of its steps
+
 # The list's query parameters that leave its count equal to a tally.
 TALLIED_PARAMETERS = {StatusFilter.parameter_name, PAGE_VAR, ORDER_VAR, ALL_VAR}
 
@@ -300,7 +302,7 @@ class RunAdmin(ReadOnlyAdmin):
         run = self.get_object(request, unquote(object_id))
         if run is None or not self.has_view_permission(request, run):
             return super().change_view(request, object_id, form_url, extra_context)
-        detail = selectors.run_detail(run)
+        detail = selectors.run_detail(run, steps_page=request.GET.get(STEPS_PAGE_VAR))
         context = {
             **(extra_context or {}),
             "detail": detail,
@@ -315,6 +317,7 @@ class RunAdmin(ReadOnlyAdmin):
                 (step, human_duration(step.duration_ms), pretty_json(step.context_snapshot))
                 for step in detail.steps
             ],
+            "steps_page_var": STEPS_PAGE_VAR,
         }
         return super().change_view(request, object_id, form_url, context)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.core.paginator import Page, Paginator
 from django.db import DatabaseError, connection
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
@@ -189,24 +190,29 @@ def blueprint_names() -> list[str]:
         return [name for (name,) in cursor.fetchall()]
 
 
+STEPS_PER_PAGE = 100
+
+
 @dataclass(frozen=True)
 class RunDetail:
     """Everything the run's page shows, read in a fixed number of queries."""
 
     run: Run
-    steps: list[Step]
+    steps: Page  # one page of the run's steps, in order
     decisions: list[Decision]
     actions: list[RunAction]
     replays: list[RunAction]
     replayed_from: RunAction | None
 
 
-def run_detail(run: Run) -> RunDetail:
-    """A run's steps, decisions, actions, replays of it and the run it replays."""
+def run_detail(run: Run, *, steps_page: str | int | None = 1) -> RunDetail:
+    """A run's steps (``STEPS_PER_PAGE`` at a time; a page number that is not one
+    shows the nearest page), decisions, actions, replays of it and the run it replays."""
     actions = list(RunAction.objects.filter(run_id=run.run_id).order_by("-requested_at"))
+    steps = Step.objects.filter(run_id=run.run_id).order_by("step_index")
     return RunDetail(
         run=run,
-        steps=list(Step.objects.filter(run_id=run.run_id).order_by("step_index")),
+        steps=Paginator(steps, STEPS_PER_PAGE).get_page(steps_page),
         decisions=list(decisions_of(run.run_id)),
         actions=actions,
         replays=[a for a in actions if a.kind == RunAction.Kind.REPLAY and a.result_run_id],

@@ -365,3 +365,28 @@ def test_pages_list_the_runs_in_order_without_gaps(viewer_client: Client) -> Non
     assert pages[0] + pages[1] + pages[2] == ids  # newest first, each run once
     assert viewer_client.get(RUNS, {"p": 4}).status_code == 302  # past the end: ?e=1
     assert listed(viewer_client, p="x") == pages[0]  # not a number: the first page
+
+
+def test_a_long_run_shows_its_steps_a_page_at_a_time(viewer_client: Client) -> None:
+    run = make_run()
+    DjangoRunStore().save_run(run)
+    UPSERT_STEP.execute_many(
+        [step_values(make_step(run.run_id, i, component=f"c{i}")) for i in range(250)],
+        "default",
+    )
+    page = reverse("admin:runs_run_change", args=[run.run_id])
+
+    def shown(**params: Any) -> tuple[list[int], str]:
+        response = viewer_client.get(page, params)
+        assert response.status_code == 200
+        steps = response.context["detail"].steps
+        return [step.step_index for step in steps], response.content.decode()
+
+    first, html = shown()
+    assert first == list(range(100))
+    assert "Steps (250)" in html
+    assert "Steps 1\N{EN DASH}100 of 250" in html
+    assert "?steps=2#steps" in html
+    assert shown(steps=3)[0] == list(range(200, 250))
+    assert shown(steps="nope")[0] == first  # not a number: the first page
+    assert shown(steps=99)[0] == list(range(200, 250))  # past the end: the last page
