@@ -44,32 +44,31 @@ SQLITE_REVERSE = [
 ]
 POSTGRESQL = [
     """
-    CREATE FUNCTION runs_tally_add(tally_day date, tally_status varchar, delta bigint)
-    RETURNS void AS $$
-        INSERT INTO runs_runtally (day, status, runs) VALUES (tally_day, tally_status, delta)
-        ON CONFLICT (day, status) DO UPDATE SET runs = runs_runtally.runs + EXCLUDED.runs
-    $$ LANGUAGE sql
-    """,
-    """
     CREATE FUNCTION runs_run_tally() RETURNS trigger AS $$
     DECLARE
         old_day date;
         new_day date;
     BEGIN
-        IF TG_OP = 'INSERT' THEN
-            PERFORM runs_tally_add((NEW.created_at AT TIME ZONE 'UTC')::date, NEW.status, 1);
-        ELSIF TG_OP = 'DELETE' THEN
-            PERFORM runs_tally_add((OLD.created_at AT TIME ZONE 'UTC')::date, OLD.status, -1);
-        ELSE
+        IF TG_OP <> 'INSERT' THEN
             old_day := (OLD.created_at AT TIME ZONE 'UTC')::date;
+        END IF;
+        IF TG_OP <> 'DELETE' THEN
             new_day := (NEW.created_at AT TIME ZONE 'UTC')::date;
-            IF (old_day, OLD.status) < (new_day, NEW.status) THEN
-                PERFORM runs_tally_add(old_day, OLD.status, -1);
-                PERFORM runs_tally_add(new_day, NEW.status, 1);
-            ELSE
-                PERFORM runs_tally_add(new_day, NEW.status, 1);
-                PERFORM runs_tally_add(old_day, OLD.status, -1);
-            END IF;
+        END IF;
+        -- A change adjusts two rows, in key order: writers moving runs in
+        -- opposite directions never wait for each other in a cycle.
+        IF TG_OP = 'UPDATE' AND (new_day, NEW.status) < (old_day, OLD.status) THEN
+            INSERT INTO runs_runtally (day, status, runs) VALUES (new_day, NEW.status, 1)
+            ON CONFLICT (day, status) DO UPDATE SET runs = runs_runtally.runs + 1;
+            UPDATE runs_runtally SET runs = runs - 1 WHERE day = old_day AND status = OLD.status;
+            RETURN NULL;
+        END IF;
+        IF TG_OP <> 'INSERT' THEN
+            UPDATE runs_runtally SET runs = runs - 1 WHERE day = old_day AND status = OLD.status;
+        END IF;
+        IF TG_OP <> 'DELETE' THEN
+            INSERT INTO runs_runtally (day, status, runs) VALUES (new_day, NEW.status, 1)
+            ON CONFLICT (day, status) DO UPDATE SET runs = runs_runtally.runs + 1;
         END IF;
         RETURN NULL;
     END
@@ -99,7 +98,6 @@ POSTGRESQL_REVERSE = [
     "DROP TRIGGER IF EXISTS runs_run_tally_update ON runs_run",
     "DROP TRIGGER IF EXISTS runs_run_tally_delete ON runs_run",
     "DROP FUNCTION IF EXISTS runs_run_tally()",
-    "DROP FUNCTION IF EXISTS runs_tally_add(date, varchar, bigint)",
 ]
 STATEMENTS = {"sqlite": (SQLITE, SQLITE_REVERSE), "postgresql": (POSTGRESQL, POSTGRESQL_REVERSE)}
 
