@@ -628,7 +628,21 @@ def runs_import(
         # Fresh statistics after a bulk load, or the planner guesses badly.
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE runs_run, runs_step")
+        run_tallies_compact()
     return summary
+
+
+def run_tallies_compact() -> None:
+    """Rewrite the run tallies without the dead row versions a bulk load leaves.
+
+    On PostgreSQL each run written in one transaction leaves a dead version of
+    its tally row, which every count then reads past (a million-run load: 50 MB
+    for 2,000 rows, 15 ms per count); single writes are pruned as they go.
+    SQLite updates in place. A brief exclusive lock on the small table.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("CLUSTER runs_runtally USING runs_runtally_pkey")
 
 
 def _import_batch(batch: list[RunBundle], summary: ImportSummary, *, dry_run: bool) -> None:

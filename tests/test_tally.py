@@ -10,14 +10,14 @@ from datetime import UTC, date
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from neurocore.persistence import RunStatus
 
-from runs import selectors
+from runs import selectors, services
 from runs.models import Run, RunTally
-from runs.store import DjangoRunStore
+from runs.store import UPSERT_RUN, DjangoRunStore, run_values
 from tests.test_store import make_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -135,3 +135,28 @@ def test_the_migration_tallies_the_runs_already_there() -> None:
         call_command("migrate", "runs", verbosity=0)
     assert sum(tallied().values()) == len(CREATED) * 3
     assert tallied() == counted()
+
+
+def test_compacting_drops_what_a_bulk_load_leaves_behind() -> None:
+    with transaction.atomic():  # one transaction: no version can be pruned on the way
+        UPSERT_RUN.execute_many(
+            [run_values(make_run(created_at=CREATED[n % 2])) for n in range(3000)], "default"
+        )
+    before = tally_table_bytes()
+    services.run_tallies_compact()
+    assert tallied() == counted()
+    assert sum(tallied().values()) == 3000
+    if connection.vendor == "postgresql":
+        assert before > 10 * 8192  # thousands of dead versions of two rows
+        assert tally_table_bytes() == 8192  # one page
+    else:
+        assert tally_table_bytes() == before  # SQLite updates rows in place
+
+
+def tally_table_bytes() -> int:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_relation_size('runs_runtally')")
+        else:
+            cursor.execute("SELECT SUM(pgsize) FROM dbstat WHERE name = 'runs_runtally'")
+        return cursor.fetchone()[0]
