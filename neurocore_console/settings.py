@@ -6,6 +6,7 @@
 | `DJANGO_SECRET_KEY`      | required when `DJANGO_DEBUG` is off                 |
 | `DJANGO_DEBUG`           | `1` to turn debug on (off by default)               |
 | `DJANGO_ALLOWED_HOSTS`   | comma-separated host names                          |
+| `DJANGO_CONN_MAX_AGE`    | seconds a database connection is kept (default 600) |
 | `NEUROCORE_PROJECT_ROOT` | the NeuroCore project whose skills resume runs      |
 """
 
@@ -116,6 +117,9 @@ SQLITE_OPTIONS = {
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{VAR_DIR / 'console.sqlite3'}",
+        # A worker process keeps its connection between requests (a new PostgreSQL
+        # connection per page view costs a backend process); checked before reuse.
+        conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "600")),
         conn_health_checks=True,
     )
 }
