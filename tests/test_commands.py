@@ -57,6 +57,10 @@ def test_list_filters_and_limits() -> None:
     out, _ = runs("list", "--blueprint", "data-cleanup", "--limit", "1")
     assert "payment" not in out
     assert out.count("data-cleanup") == 1
+    # The parser is built once and kept: nothing of one call carries into the next.
+    out, _ = runs("list")
+    assert gate.run_id[:12] in out
+    assert "data-cleanup" in out
 
 
 def test_list_costs_the_same_queries_for_any_number_of_runs(
