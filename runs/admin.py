@@ -109,6 +109,15 @@ class RunChangeList(ChangeList):
 
 STEPS_PAGE_VAR = "steps"  # the run page's parameter: which page of its steps
 
+
+def steps_page_link(request: HttpRequest) -> str:
+    """The run page's address without its steps page, ready for one: ``?…&steps=``
+    (the list's filters it came from, ``_changelist_filters``, are kept)."""
+    others = request.GET.copy()
+    others.pop(STEPS_PAGE_VAR, None)
+    return f"?{others.urlencode()}{'&' if others else ''}{STEPS_PAGE_VAR}="
+
+
 # The list's query parameters that leave its count equal to a tally.
 TALLIED_PARAMETERS = {StatusFilter.parameter_name, PAGE_VAR, ORDER_VAR, ALL_VAR}
 
@@ -317,7 +326,7 @@ class RunAdmin(ReadOnlyAdmin):
                 (step, human_duration(step.duration_ms), pretty_json(step.context_snapshot))
                 for step in detail.steps
             ],
-            "steps_page_var": STEPS_PAGE_VAR,
+            "steps_page_link": steps_page_link(request),
         }
         return super().change_view(request, object_id, form_url, context)
 

@@ -637,7 +637,7 @@ def run_tallies_compact() -> None:
 
     On PostgreSQL each run written in one transaction leaves a dead version of
     its tally row, which every count then reads past (a million-run load: 50 MB
-    for 2,000 rows, 15 ms per count); single writes are pruned as they go.
+    for 1,830 rows, 15 ms per count); single writes are pruned as they go.
     SQLite updates in place. A brief exclusive lock on the small table.
     """
     if connection.vendor == "postgresql":

@@ -388,5 +388,7 @@ def test_a_long_run_shows_its_steps_a_page_at_a_time(viewer_client: Client) -> N
     assert "Steps 1\N{EN DASH}100 of 250" in html
     assert "?steps=2#steps" in html
     assert shown(steps=3)[0] == list(range(200, 250))
+    from_filtered_list = shown(_changelist_filters="status=running", steps=2)[1]
+    assert "?_changelist_filters=status%3Drunning&amp;steps=3#steps" in from_filtered_list
     assert shown(steps="nope")[0] == first  # not a number: the first page
     assert shown(steps=99)[0] == list(range(200, 250))  # past the end: the last page
