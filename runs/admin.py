@@ -82,15 +82,13 @@ class RunPaginator(Paginator):
             return f"more than {self.CAP:,} runs (narrow the list with the filters)"
         return f"{self.count:,} run{'' if self.count == 1 else 's'}"
 
-    def page(self, number: int | str) -> Page:
-        number = self.validate_number(number)
-        bottom = (number - 1) * self.per_page
-        top = bottom + self.per_page
-        if top + self.orphans >= self.count:
-            top = self.count
-        ids = list(self.object_list.values_list("pk", flat=True)[bottom:top])
+    def _get_page(self, object_list: QuerySet[Run], *args: Any, **kwargs: Any) -> Page:
+        """Django's hook for the page of runs ``object_list`` (the list, sliced)."""
+        ids = list(object_list.values_list("pk", flat=True))
         runs = self.object_list.in_bulk(ids)
-        return self._get_page([runs[run_id] for run_id in ids if run_id in runs], number, self)
+        return super()._get_page(
+            [runs[run_id] for run_id in ids if run_id in runs], *args, **kwargs
+        )
 
 
 class RunChangeList(ChangeList):
