@@ -17,7 +17,6 @@ seeded database is kept and reused by the next --keep run (seeding takes minutes
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -41,7 +40,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
-from django.test import Client  # noqa: E402
+from django.test import Client, RequestFactory  # noqa: E402
 
 # The production entry point, as gunicorn's workers load it.
 from neurocore_console.wsgi import application  # noqa: E402
@@ -203,27 +202,9 @@ def seeded_big_run(runs: int) -> str | None:
 
 
 def get(cookie: str, url: str) -> tuple[str, bytes]:
-    """One GET through the production WSGI application, as gunicorn would call it."""
-    path, _, query = url.partition("?")
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "localhost",
-        "HTTP_COOKIE": cookie,
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
+    """One GET through the production WSGI application, as gunicorn would call it
+    (RequestFactory only builds the WSGI environ)."""
+    environ = RequestFactory().get(url, HTTP_HOST="localhost", HTTP_COOKIE=cookie).environ
     status = []
     body = b"".join(application(environ, lambda line, headers: status.append(line)))
     return status[0], body
@@ -282,7 +263,10 @@ def main() -> None:
             f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
         )
         with connection.cursor() as cursor:
-            cursor.execute("SELECT run_id FROM runs_run ORDER BY created_at LIMIT 1 OFFSET 5000")
+            cursor.execute(
+                "SELECT run_id FROM runs_run ORDER BY created_at LIMIT 1 OFFSET %s",
+                [min(5000, args.runs // 2)],
+            )
             prefix = cursor.fetchone()[0][:6]
         last_page = min(1000, args.runs // 50)
         pages = [
