@@ -44,7 +44,7 @@ from django.test import Client, RequestFactory  # noqa: E402
 
 # The production entry point, as gunicorn's workers load it.
 from neurocore_console.wsgi import application  # noqa: E402
-from runs import services  # noqa: E402
+from runs.services.imports import run_tallies_compact  # noqa: E402
 
 STEPS = 10
 BIG_RUN_STEPS = 1000
@@ -172,7 +172,7 @@ def analyze() -> None:
     load, and the run tallies compacted, as ``runs import`` leaves them."""
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
-    services.run_tallies_compact()
+    run_tallies_compact()
 
 
 def _load(rows: list[tuple]) -> None:

@@ -1,13 +1,15 @@
 """Settings for NeuroCore Console, driven by the environment.
 
-| variable                 | meaning                                             |
-| ------------------------ | --------------------------------------------------- |
-| `DATABASE_URL`           | database (default: SQLite file `var/console.sqlite3`) |
-| `DJANGO_SECRET_KEY`      | required when `DJANGO_DEBUG` is off                 |
-| `DJANGO_DEBUG`           | `1` to turn debug on (off by default)               |
-| `DJANGO_ALLOWED_HOSTS`   | comma-separated host names                          |
-| `DJANGO_CONN_MAX_AGE`    | seconds a database connection is kept (default 600) |
-| `NEUROCORE_PROJECT_ROOT` | the NeuroCore project whose skills resume runs      |
+| variable                     | meaning                                                 |
+| ---------------------------- | ------------------------------------------------------- |
+| `DATABASE_URL`               | database (default: SQLite file `var/console.sqlite3`)   |
+| `DJANGO_SECRET_KEY`          | required when `DJANGO_DEBUG` is off                     |
+| `DJANGO_DEBUG`               | `1` to turn debug on (off by default)                   |
+| `DJANGO_ALLOWED_HOSTS`       | comma-separated host names                              |
+| `DJANGO_CONN_MAX_AGE`        | seconds a database connection is kept (default 600)     |
+| `NEUROCORE_PROJECT_ROOT`     | the NeuroCore project whose skills resume runs          |
+| `DJANGO_TRUSTED_PROXY_COUNT` | proxies whose `X-Forwarded-For` is believed (default 0) |
+| `EMAIL_TIMEOUT`              | seconds an SMTP operation may take (default 10)         |
 """
 
 from __future__ import annotations
@@ -126,7 +128,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
     # Tests run on a file, not in memory: threads and other processes share it.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_console.sqlite3")}
+    # Named after the database file, so two checkouts' suites never share one.
+    _sqlite_name = Path(DATABASES["default"]["NAME"]).name
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_{_sqlite_name}")}
     VAR_DIR.mkdir(exist_ok=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -145,6 +149,8 @@ AUTHENTICATION_BACKENDS = [
     # django-axes first: it refuses locked-out username+address pairs.
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    # has_perm(perm, run): the role, narrowed by the run's blueprint scopes.
+    "runs.backends.BlueprintScopeBackend",
 ]
 # Brute force: 5 failures lock that username from that address for 15 minutes.
 AXES_FAILURE_LIMIT = 5
@@ -152,6 +158,17 @@ AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client's address, for lockouts and the approval audit (runs.clientip): the
+# connection's REMOTE_ADDR, or behind DJANGO_TRUSTED_PROXY_COUNT proxies the address
+# the outermost of them saw, read from X-Forwarded-For. 0 (the default) believes no
+# X-Forwarded-For: a client cannot choose the address it is locked out or recorded by.
+_proxies = os.environ.get("DJANGO_TRUSTED_PROXY_COUNT", "0").strip()
+if not _proxies.isdecimal():
+    raise ImproperlyConfigured(
+        f"DJANGO_TRUSTED_PROXY_COUNT must be a number of proxies (0 or more), not {_proxies!r}."
+    )
+TRUSTED_PROXY_COUNT = int(_proxies)
+AXES_CLIENT_IP_CALLABLE = "runs.clientip.client_address"
 
 # Sessions end after SESSION_IDLE_HOURS without a request (default 8): requests
 # renew them, at most once a minute (runs.middleware.SessionIdleRefreshMiddleware).
@@ -216,10 +233,11 @@ RESUME_WATCHDOG_INTERVAL = float(os.environ.get("RESUME_WATCHDOG_INTERVAL", "5")
 
 # --- Email ------------------------------------------------------------------
 # Notifications print to the console in development and go out by SMTP
-# (EMAIL_HOST, EMAIL_PORT, …) in production, unless DJANGO_EMAIL_BACKEND says otherwise.
-# Notifications print to the console in development and go out by SMTP
 # (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS) in
-# production, unless DJANGO_EMAIL_BACKEND names another backend.
+# production, unless DJANGO_EMAIL_BACKEND names another backend. Every SMTP
+# operation gives up after EMAIL_TIMEOUT seconds (Python's default is to wait for
+# ever): a mail server that accepts connections and never answers must not hold
+# the worker's notifications thread.
 _SMTP = "django.core.mail.backends.smtp.EmailBackend"
 _EMAIL_BACKEND = os.environ.get(
     "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend" if DEBUG else _SMTP
@@ -233,6 +251,7 @@ MAILERS = {
             "username": os.environ.get("EMAIL_HOST_USER", ""),
             "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
             "use_tls": env_flag("EMAIL_USE_TLS"),
+            "timeout": float(os.environ.get("EMAIL_TIMEOUT", "10")),
         }
         if _EMAIL_BACKEND == _SMTP
         else {},

@@ -22,7 +22,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from runs import selectors, services
+from runs import selectors
 from runs.filters import (
     BlueprintFilter,
     CreatedFilter,
@@ -34,6 +34,8 @@ from runs.forms import ResumeDataForm
 from runs.models import AccessChange, BlueprintScope, Decision, Run, RunAction, Source
 from runs.permissions import can_administer_access, can_delete, can_operate
 from runs.presentation import human_duration, pretty_json
+from runs.services.access import access_change_record
+from runs.services.operations import runs_act
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -116,6 +118,14 @@ def steps_page_link(request: HttpRequest) -> str:
     return f"?{others.urlencode()}{'&' if others else ''}{STEPS_PAGE_VAR}="
 
 
+# The actions a run's page offers, each when the rules allow it.
+ADMIN_RUN_ACTIONS = [
+    RunAction.Kind.RESUME,
+    RunAction.Kind.REPLAY,
+    RunAction.Kind.CANCEL,
+    RunAction.Kind.DELETE,
+]
+
 # The list's query parameters that leave its count equal to a tally.
 TALLIED_PARAMETERS = {StatusFilter.parameter_name, PAGE_VAR, ORDER_VAR, ALL_VAR}
 
@@ -193,13 +203,22 @@ class RunAdmin(ReadOnlyAdmin):
         allowed = can_delete if kind == RunAction.Kind.DELETE else can_operate
         if not allowed(request.user):
             raise PermissionDenied("You may not do this to runs.")
-        runs = list(queryset.order_by("-created_at").only("run_id", "blueprint_name", "status"))
+        runs = list(
+            queryset.order_by("-created_at").only(
+                "run_id",
+                "blueprint_name",
+                "status",
+                "suspended_at_node",
+                "awaits_decision",
+                "updated_at",
+            )
+        )
         form = ResumeDataForm(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and (kind != RunAction.Kind.RESUME or form.is_valid()):
             resume_data = (
                 form.cleaned_data.get("resume_data") if kind == RunAction.Kind.RESUME else None
             )
-            done, refused = services.runs_act(
+            done, refused = runs_act(
                 kind=kind,
                 run_ids=[run.run_id for run in runs],
                 actor=request.user,
@@ -207,7 +226,7 @@ class RunAdmin(ReadOnlyAdmin):
                 resume_data=resume_data,
             )
             verb = RunAction.Kind(kind).label.lower()
-            queued = kind in (RunAction.Kind.RESUME, RunAction.Kind.REPLAY)
+            queued = kind in RunAction.BACKGROUND_KINDS
             if done:
                 outcome = "queued for the worker" if queued else "done"
                 self.message_user(
@@ -218,16 +237,18 @@ class RunAdmin(ReadOnlyAdmin):
             if single and kind != RunAction.Kind.DELETE:
                 return redirect("admin:runs_run_change", runs[0].run_id)
             return redirect("admin:runs_run_changelist")
+        preview = selectors.action_preview(kind, runs, request.user)
         context = {
             **self.admin_site.each_context(request),
-            "title": f"{RunAction.Kind(kind).label} {len(runs)} run(s)?",
-            "runs": runs,
+            "title": f"{RunAction.Kind(kind).label} {len(preview.allowed)} run(s)?",
+            "preview": preview,
             "kind": kind,
             "form": form if kind == RunAction.Kind.RESUME else None,
             "action_name": request.POST.get("action", ""),
             "selected": [run.run_id for run in runs],
             "opts": self.model._meta,
             "single": single,
+            "back_run_id": runs[0].run_id,
         }
         return TemplateResponse(request, "admin/runs/run/confirm_action.html", context)
 
@@ -301,7 +322,8 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Waiting at")
     def waiting_at(self, run: Run) -> str:
-        return (run.suspended_at_node or "") if run.status == Run.Status.SUSPENDED else ""
+        suspension = run.suspension
+        return suspension.gate if suspension else ""
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
@@ -310,12 +332,24 @@ class RunAdmin(ReadOnlyAdmin):
         if run is None or not self.has_view_permission(request, run):
             return super().change_view(request, object_id, form_url, extra_context)
         detail = selectors.run_detail(run, steps_page=request.GET.get(STEPS_PAGE_VAR))
+        in_flight = next((a for a in detail.actions if a.is_open), None)
+        available = selectors.action_preview  # the same rules the services apply
         context = {
             **(extra_context or {}),
             "detail": detail,
-            "refreshing": any(a.state != RunAction.State.DONE for a in detail.actions),
-            "may_operate": can_operate(request.user, run),
-            "may_delete": can_delete(request.user, run),
+            "suspension": run.suspension,
+            "in_flight": in_flight,
+            "refreshing": in_flight is not None,
+            "actions": [
+                (kind, RunAction.Kind(kind).label)
+                for kind in ADMIN_RUN_ACTIONS
+                if available(
+                    kind,
+                    [run],
+                    request.user,
+                    open_actions={run.run_id: in_flight} if in_flight else {},
+                ).allowed
+            ],
             "duration": human_duration(run.duration_ms),
             "initial_json": pretty_json(run.initial_data),
             "final_json": pretty_json(run.final_context) if run.final_context is not None else "",
@@ -425,7 +459,7 @@ class AccessAuditedAdmin(admin.ModelAdmin):
         return super().log_deletions(request, queryset)
 
     def _audit(self, request: HttpRequest, action: str, obj: Any, message: Any) -> None:
-        services.access_change_record(
+        access_change_record(
             actor=request.user,
             action=action,
             target_type=self.audit_type,

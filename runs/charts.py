@@ -14,6 +14,7 @@ STATUS_COLORS = {
     Run.Status.SUSPENDED: "#e0a526",
     Run.Status.RUNNING: "#4a72d9",
     Run.Status.CANCELLED: "#9aa1ad",
+    Run.Status.REJECTED: "#6a3fb5",
 }
 PERCENTILE_COLORS = {"p50": "#4a72d9", "p90": "#e0a526", "p99": "#c4443b"}
 

@@ -21,9 +21,11 @@ from django.contrib.auth.models import Group
 from django.db.models import F
 from neurocore.errors import NeuroCoreError
 
-from runs import runtime, services
+from runs import runtime, worker
 from runs.models import Run, RunAction, Source, Step
 from runs.runtime import NeuroCoreProject, current_project
+from runs.services.decisions import decision_record
+from runs.services.operations import run_cancel
 from runs.store import DjangoRunStore
 
 DEMO_MARKER = "demo"  # every demo run's initial data carries {"demo": true}
@@ -84,7 +86,7 @@ def seed_demo_runs(*, seed: int = 7) -> int:
 
     def decide(run: Run, *, approved: bool, note: str) -> None:
         run.refresh_from_db()
-        services.decision_record(
+        decision_record(
             run_id=run.run_id,
             approved=approved,
             note=note,
@@ -104,7 +106,7 @@ def seed_demo_runs(*, seed: int = 7) -> int:
         elif n < 9:
             decide(run, approved=False, note="Duplicate of an invoice already paid.")
         elif n == 9:
-            services.run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)
+            run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)
     for n, topic in enumerate(TOPICS * 2):
         run = start("publication.yaml", {"topic": topic})
         if n < 6:
@@ -134,7 +136,7 @@ def _execute(project: NeuroCoreProject, blueprint: str, data: dict[str, Any]) ->
 def _work_off_queue() -> None:
     """Carry out queued actions here, as ``db_worker`` would."""
     for action in RunAction.objects.filter(state=RunAction.State.QUEUED):
-        services.run_action_execute(action_id=action.pk, task_id=action.task_id)
+        worker.run_action_execute(action_id=action.pk, task_id=action.task_id)
 
 
 def _upstream_flag(project: NeuroCoreProject) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from runs.services import NOTE_MAX_LENGTH
+from runs.services.decisions import NOTE_MAX_LENGTH
 
 
 class DecisionForm(forms.Form):
@@ -44,13 +44,26 @@ class DecisionForm(forms.Form):
         return self.cleaned_data["decision"] == "approve"
 
 
+class ReopenForm(forms.Form):
+    """Why a rejected run goes back to its gate."""
+
+    reason = forms.CharField(
+        max_length=NOTE_MAX_LENGTH,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 2, "maxlength": NOTE_MAX_LENGTH}),
+        help_text="Why this run deserves a new decision. Required.",
+        error_messages={"required": "Say why you reopen this run: a reason is required."},
+    )
+
+
 class ResumeDataForm(forms.Form):
     """Optional ``resume_data`` for a resume, as a JSON object."""
 
     resume_data = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
-        help_text='Optional JSON object handed to NeuroCore, e.g. {"approved": true}.',
+        help_text='Optional JSON object handed to the paused step, e.g. {"signal": "go"}. '
+        "It cannot answer an approval gate: only a decision on the review page does.",
     )
 
     def clean_resume_data(self) -> dict[str, Any] | None:

@@ -8,6 +8,10 @@ value that fits on SQLite fits on PostgreSQL too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Coalesce
@@ -25,6 +29,53 @@ class AgentJSONField(models.JSONField):
         super().__init__(*args, **kwargs)
 
 
+APPROVAL_SKILL = "approval"  # NeuroCore's built-in approval gate (ApprovalSkill)
+
+
+@dataclass(frozen=True)
+class Suspension:
+    """Where and since when a run waits: the one definition of "the suspension".
+
+    ``gate`` is the node NeuroCore suspended the run at, ``since`` the instant it
+    was suspended (the run's ``updated_at`` while it waits; with the gate it
+    names the suspension a decision is about), ``message`` the question or reason.
+    ``is_approval`` tells an approval gate (NeuroCore's ``approval`` skill,
+    passed only by a ``Decision``) from any other suspension (a flowengine
+    checkpoint, an external signal), which operators resume.
+    """
+
+    gate: str
+    since: datetime
+    message: str
+    is_approval: bool
+
+    @property
+    def label(self) -> str:
+        """The suspension in plain words, for badges and lists."""
+        return "Waiting for a decision" if self.is_approval else "Paused, waiting to be resumed"
+
+
+def approval_gates(blueprint_snapshot: Any) -> frozenset[str]:
+    """The names of the approval-gate components of a stored blueprint snapshot."""
+    components = (
+        blueprint_snapshot.get("components") if isinstance(blueprint_snapshot, dict) else None
+    )
+    if not isinstance(components, list):
+        return frozenset()
+    return frozenset(
+        str(component.get("name"))
+        for component in components
+        if isinstance(component, dict) and component.get("type") == APPROVAL_SKILL
+    )
+
+
+class Verdict(models.TextChoices):
+    """What a decision said."""
+
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
 class RunQuerySet(models.QuerySet["Run"]):
     """Read helpers over runs."""
 
@@ -35,9 +86,9 @@ class RunQuerySet(models.QuerySet["Run"]):
             gate=models.OuterRef("suspended_at_node"),
             suspended_at=models.OuterRef("updated_at"),
         )
-        return self.filter(status=Run.Status.SUSPENDED, suspended_at_node__isnull=False).exclude(
-            models.Exists(decided)
-        )
+        return self.filter(
+            status=Run.Status.SUSPENDED, awaits_decision=True, suspended_at_node__isnull=False
+        ).exclude(models.Exists(decided))
 
     def with_step_counts(self) -> RunQuerySet:
         """Annotate ``step_count``: a correlated count, computed only for the rows returned."""
@@ -58,8 +109,15 @@ class Run(models.Model):
         RUNNING = "running", "Running"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
-        SUSPENDED = "suspended", "Awaiting approval"
+        SUSPENDED = "suspended", "Waiting"
         CANCELLED = "cancelled", "Cancelled"
+        # NeuroCore records a rejection at a gate as ``failed``; the store keeps
+        # it apart (and gives NeuroCore ``failed`` back): an outcome, not a fault.
+        REJECTED = "rejected", "Rejected"
+
+    # Which statuses allow which actions: asked by services, admin and templates.
+    RESUMABLE = frozenset({Status.SUSPENDED, Status.FAILED})
+    CANCELLABLE = frozenset({Status.SUSPENDED, Status.RUNNING})
 
     run_id = models.TextField(primary_key=True)
     blueprint_name = models.TextField()
@@ -74,6 +132,11 @@ class Run(models.Model):
     suspended_at_node = models.TextField(null=True, blank=True)
     suspension_reason = models.TextField(null=True, blank=True)
     checkpoint_id = models.TextField(null=True, blank=True)
+    # Not NeuroCore's: written by the store with every save (agents' writes
+    # bypass save() and signals), so the inbox reads it from an index.
+    awaits_decision = models.BooleanField(
+        default=False, help_text="Suspended at an approval gate (not another kind of pause)."
+    )
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     duration_ms = models.FloatField(null=True, blank=True)
@@ -99,14 +162,21 @@ class Run(models.Model):
             # The runs waiting at a gate, with all a waiting count or inbox reads.
             models.Index(
                 fields=["suspended_at_node", "updated_at", "run_id", "blueprint_name", "status"],
-                condition=models.Q(status="suspended"),
+                condition=models.Q(status="suspended", awaits_decision=True),
                 name="run_waiting_idx",
             ),
         ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(
-                    status__in=["running", "completed", "failed", "suspended", "cancelled"]
+                    status__in=[
+                        "running",
+                        "completed",
+                        "failed",
+                        "suspended",
+                        "cancelled",
+                        "rejected",
+                    ]
                 ),
                 name="run_status_valid",
             ),
@@ -118,6 +188,28 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"{self.blueprint_name} {self.run_id[:12]}"
+
+    @property
+    def suspension(self) -> Suspension | None:
+        """The suspension this run waits at now, or None when it does not wait."""
+        if self.status != Run.Status.SUSPENDED or not self.suspended_at_node:
+            return None
+        return Suspension(
+            gate=self.suspended_at_node,
+            since=self.updated_at,
+            message=self.suspension_reason or "",
+            is_approval=self.awaits_decision,
+        )
+
+    @property
+    def is_resumable(self) -> bool:
+        """Whether NeuroCore can resume the run (suspended or failed; not rejected)."""
+        return self.status in Run.RESUMABLE
+
+    @property
+    def is_cancellable(self) -> bool:
+        """Whether the run can be cancelled (suspended or running)."""
+        return self.status in Run.CANCELLABLE
 
 
 class RunTally(models.Model):
@@ -250,24 +342,30 @@ class Decision(models.Model):
         ]
 
     def __str__(self) -> str:
-        verdict = "approved" if self.approved else "rejected"
-        return f"{self.run_id[:12]} {self.gate} {verdict} by {self.decided_by_identity}"
+        return f"{self.run_id[:12]} {self.gate} {self.verdict} by {self.decided_by_identity}"
+
+    @property
+    def verdict(self) -> Verdict:
+        """Approved or rejected, as a value with a label."""
+        return Verdict.APPROVED if self.approved else Verdict.REJECTED
 
 
 class RunAction(models.Model):
     """Something a person asked the console to do to a run: the audit and the work.
 
     Resume and replay run in the task worker; the state is that worker's claim:
-    ``queued`` until a worker claims it, ``running`` while the worker's heartbeat
-    is fresh, then ``done`` with the outcome. A worker that dies leaves a stale
-    heartbeat; any other worker's watchdog queues the action again
-    (``runs.services.run_actions_recover``). Cancel and delete are done at once
-    and recorded ``done``. The run is referenced without a constraint: the
-    record of a deletion outlives the run.
+    ``queued`` until a worker claims it, ``running`` while the worker holds its
+    lease (``runs.worker``), then ``done`` with the outcome, or ``interrupted``
+    when the console cannot know how far it got. Cancel and delete are done at
+    once and recorded ``done``. At most one action per run is open (queued or
+    running): the database refuses a second. The run is referenced without a
+    constraint: the record of a deletion outlives the run.
     """
 
     class Kind(models.TextChoices):
         RESUME = "resume", "Resume"
+        DECISION = "decision", "Decision"  # the resume that applies a decision
+        REOPEN = "reopen", "Reopen"  # a rejected run back to its gate
         REPLAY = "replay", "Replay"
         CANCEL = "cancel", "Cancel"
         DELETE = "delete", "Delete"
@@ -276,6 +374,11 @@ class RunAction(models.Model):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         DONE = "done", "Done"
+        INTERRUPTED = "interrupted", "Interrupted — needs an operator"
+
+    OPEN_STATES = frozenset({State.QUEUED, State.RUNNING})
+    # Carried out by the worker through NeuroCore (the others are done at once).
+    BACKGROUND_KINDS = frozenset({Kind.RESUME, Kind.DECISION, Kind.REOPEN, Kind.REPLAY})
 
     run = models.ForeignKey(
         Run,
@@ -285,6 +388,7 @@ class RunAction(models.Model):
         db_column="run_id",
     )
     kind = models.CharField(max_length=8, choices=Kind)
+    note = models.TextField(blank=True, help_text="Why it was asked (required to reopen).")
     decision = models.OneToOneField(
         Decision,
         on_delete=models.DO_NOTHING,
@@ -306,8 +410,11 @@ class RunAction(models.Model):
     requested_at = models.DateTimeField(default=timezone.now)
     source = models.CharField(max_length=8, choices=Source, default=Source.WEB)
     from_status = models.CharField(max_length=16, blank=True, choices=Run.Status)
-    state = models.CharField(max_length=8, choices=State, default=State.QUEUED)
+    state = models.CharField(max_length=12, choices=State, default=State.QUEUED)
     task_id = models.TextField(blank=True, help_text="The task that may claim it.")
+    lease_owner = models.TextField(
+        blank=True, help_text="The worker process holding it: host, pid, process start."
+    )
     attempts = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -324,9 +431,22 @@ class RunAction(models.Model):
             models.Index(fields=["run", "-requested_at"], name="action_run_idx"),
             models.Index(fields=["result_run_id"], name="action_result_run_idx"),
         ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run"],
+                condition=models.Q(state__in=["queued", "running"]),
+                name="action_one_open_per_run",
+                violation_error_message="Another action on this run is in flight.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.run_id[:12]} ({self.state})"
+
+    @property
+    def is_open(self) -> bool:
+        """Whether it is queued or running: it blocks every other action on the run."""
+        return self.state in RunAction.OPEN_STATES
 
 
 class SuspensionNotice(models.Model):
@@ -343,6 +463,11 @@ class SuspensionNotice(models.Model):
     suspended_at = models.DateTimeField()
     recipients = models.PositiveIntegerField(default=0)
     sent_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=1)
+    retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="When to try again; empty once sent or given up."
+    )
+    last_error = models.TextField(blank=True)
 
     class Meta:
         constraints = [

@@ -3,7 +3,8 @@
 Roles are permissions held through groups (Viewers, Approvers, Operators).
 Per-blueprint scopes narrow them: where a ``BlueprintScope`` matches a run's
 blueprint for an action, only its groups' members may take that action on the
-run. Superusers may do everything.
+run. Superusers may do everything. The questions about a run are
+``user.has_perm(perm, run)``, answered by ``runs.backends.BlueprintScopeBackend``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from runs.models import BlueprintScope, Run
 
-User = AbstractBaseUser | AnonymousUser
+# Anyone a request or the command line acts as: a console user or the anonymous one.
+Actor = AbstractBaseUser | AnonymousUser
 DECIDE = BlueprintScope.Action.DECIDE
 OPERATE = BlueprintScope.Action.OPERATE
 
@@ -29,7 +31,7 @@ class Scope:
     group_ids: frozenset[int]
 
 
-def scopes_for(user: User, action: str) -> list[Scope]:
+def scopes_for(user: Actor, action: str) -> list[Scope]:
     """Every scope of an action (read once per request: cached on the request's user)."""
     cache: dict[str, list[Scope]] = user.__dict__.setdefault("_console_scopes", {})
     if action not in cache:
@@ -40,14 +42,14 @@ def scopes_for(user: User, action: str) -> list[Scope]:
     return cache[action]
 
 
-def _group_ids(user: User) -> frozenset[int]:
+def _group_ids(user: Actor) -> frozenset[int]:
     if "_console_group_ids" not in user.__dict__:
         ids = user.groups.values_list("pk", flat=True) if user.pk else []
         user.__dict__["_console_group_ids"] = frozenset(ids)
     return user.__dict__["_console_group_ids"]
 
 
-def blueprint_allowed(user: User, blueprint: str, scopes: Iterable[Scope]) -> bool:
+def blueprint_allowed(user: Actor, blueprint: str, scopes: Iterable[Scope]) -> bool:
     """Whether no scope keeps ``user`` from acting on ``blueprint``'s runs."""
     if user.is_superuser:
         return True
@@ -55,36 +57,33 @@ def blueprint_allowed(user: User, blueprint: str, scopes: Iterable[Scope]) -> bo
     return not matching or any(scope.group_ids & _group_ids(user) for scope in matching)
 
 
-def allowed_blueprints(user: User, blueprints: Iterable[str], action: str) -> list[str]:
+def allowed_blueprints(user: Actor, blueprints: Iterable[str], action: str) -> list[str]:
     """Of ``blueprints``, those whose runs ``user`` may take ``action`` on (scopes only)."""
     scopes = scopes_for(user, action)
     return [name for name in blueprints if blueprint_allowed(user, name, scopes)]
 
 
-def can_view_runs(user: User) -> bool:
+def can_view_runs(user: Actor) -> bool:
     """May see runs, their steps and their decisions."""
     return user.is_active and user.has_perm("runs.view_run")
 
 
-def can_decide(user: User, run: Run | None = None) -> bool:
-    """May approve or reject ``run`` (or, without a run, some run) at its gate."""
-    if not (user.is_active and user.has_perm("runs.approve_run")):
-        return False
-    return run is None or blueprint_allowed(user, run.blueprint_name, scopes_for(user, DECIDE))
+def can_decide(user: Actor, run: Run | None = None) -> bool:
+    """May approve or reject ``run`` at its gate (or reopen it when rejected); without
+    a run, some run."""
+    return user.is_active and user.has_perm("runs.approve_run", run)
 
 
-def can_operate(user: User, run: Run | None = None) -> bool:
+def can_operate(user: Actor, run: Run | None = None) -> bool:
     """May resume, replay and cancel ``run`` (or, without a run, some run)."""
-    if not (user.is_active and user.has_perm("runs.operate_run")):
-        return False
-    return run is None or blueprint_allowed(user, run.blueprint_name, scopes_for(user, OPERATE))
+    return user.is_active and user.has_perm("runs.operate_run", run)
 
 
-def can_delete(user: User, run: Run | None = None) -> bool:
+def can_delete(user: Actor, run: Run | None = None) -> bool:
     """May delete ``run`` and its steps."""
-    return user.is_active and user.has_perm("runs.delete_run")
+    return user.is_active and user.has_perm("runs.delete_run", run)
 
 
-def can_administer_access(user: User) -> bool:
+def can_administer_access(user: Actor) -> bool:
     """May see the audit of users, groups and scopes."""
     return user.is_active and user.is_superuser

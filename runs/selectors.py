@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db import DatabaseError, connection
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
@@ -16,11 +17,13 @@ from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from runs.errors import ConsoleError
 from runs.models import Decision, Run, RunAction, RunTally, Step
-from runs.permissions import DECIDE, User, allowed_blueprints, can_decide
+from runs.permissions import DECIDE, Actor, allowed_blueprints, can_decide
+from runs.rules import check_action
 
 
-def runs_awaiting_decision_for(user: User) -> QuerySet[Run]:
+def runs_awaiting_decision_for(user: Actor) -> QuerySet[Run]:
     """Runs waiting at a gate that ``user`` may decide, longest waiting first.
 
     Scopes are applied to the blueprints that have waiting runs (a handful),
@@ -35,7 +38,7 @@ def runs_awaiting_decision_for(user: User) -> QuerySet[Run]:
     return waiting.order_by("updated_at", "run_id")
 
 
-def waiting_count_for(user: User) -> int:
+def waiting_count_for(user: Actor) -> int:
     """How many runs wait for a decision ``user`` may make."""
     return runs_awaiting_decision_for(user).count()
 
@@ -45,15 +48,21 @@ def run_by_id(run_id: str) -> Run | None:
     return Run.objects.filter(pk=run_id).first()
 
 
-def current_decision(run: Run) -> Decision | None:
-    """The decision taken on the suspension ``run`` is at now, if any."""
-    if run.status != Run.Status.SUSPENDED or not run.suspended_at_node:
-        return None
+def decision_on(run_id: str, gate: str, suspended_at: datetime) -> Decision | None:
+    """The decision taken on one suspension of a run (its gate and since when), if any."""
     return (
-        Decision.objects.filter(run=run, gate=run.suspended_at_node, suspended_at=run.updated_at)
+        Decision.objects.filter(run_id=run_id, gate=gate, suspended_at=suspended_at)
         .select_related("resumption")
         .first()
     )
+
+
+def current_decision(run: Run) -> Decision | None:
+    """The decision taken on the suspension ``run`` waits at now, if any."""
+    suspension = run.suspension
+    if suspension is None:
+        return None
+    return decision_on(run.run_id, suspension.gate, suspension.since)
 
 
 @dataclass(frozen=True)
@@ -100,9 +109,12 @@ def decisions_of(run_id: str) -> QuerySet[Decision]:
 
 
 def latest_resumption(run_id: str) -> RunAction | None:
-    """The most recent resume of a run (by a decision or an operator)."""
+    """The most recent resume of a run (by a decision, a reopening or an operator)."""
     return (
-        RunAction.objects.filter(run_id=run_id, kind=RunAction.Kind.RESUME)
+        RunAction.objects.filter(
+            run_id=run_id,
+            kind__in=[RunAction.Kind.RESUME, RunAction.Kind.DECISION, RunAction.Kind.REOPEN],
+        )
         .order_by("-requested_at", "-pk")
         .first()
     )
@@ -326,3 +338,87 @@ def step_counts(run_ids: list[str]) -> dict[str, int]:
         .annotate(n=Count("*"))
         .values_list("run_id", "n")
     )
+
+
+@dataclass(frozen=True)
+class Reopening:
+    """A rejected run sent back to its gate: who rejected it and why, who reopened it and why."""
+
+    rejection: Decision | None
+    reopen: RunAction
+
+
+def reopenings(runs: list[Run]) -> dict[str, Reopening]:
+    """For each of these runs waiting at a gate it was reopened to, that reopening.
+
+    Only a reopening made before the run's current suspension began is the
+    story of the question asked now (two queries for any number of runs).
+    """
+    since = {run.run_id: run.suspension.since for run in runs if run.suspension is not None}
+    if not since:
+        return {}
+    latest: dict[str, RunAction] = {}
+    for action in RunAction.objects.filter(
+        run_id__in=list(since), kind=RunAction.Kind.REOPEN
+    ).order_by("run_id", "-requested_at", "-pk"):
+        if action.requested_at <= since[action.run_id]:
+            latest.setdefault(action.run_id, action)
+    rejections: dict[str, list[Decision]] = {}
+    for decision in Decision.objects.filter(run_id__in=list(latest), approved=False).order_by(
+        "-decided_at"
+    ):
+        rejections.setdefault(decision.run_id, []).append(decision)
+    return {
+        run_id: Reopening(
+            rejection=next(
+                (d for d in rejections.get(run_id, []) if d.decided_at <= reopen.requested_at),
+                None,
+            ),
+            reopen=reopen,
+        )
+        for run_id, reopen in latest.items()
+    }
+
+
+def open_action_of(run_id: str) -> RunAction | None:
+    """The run's queued or running action, if any (it blocks every other one)."""
+    return RunAction.objects.filter(run_id=run_id, state__in=RunAction.OPEN_STATES).first()
+
+
+@dataclass(frozen=True)
+class ActionPreview:
+    """What an action on selected runs will do: the runs it will act on, and the refused."""
+
+    allowed: list[Run]
+    refused: list[tuple[Run, str]]
+
+
+def action_preview(
+    kind: str,
+    runs: list[Run],
+    actor: Actor,
+    *,
+    open_actions: dict[str, RunAction] | None = None,
+) -> ActionPreview:
+    """Check ``runs.rules.check_action`` for each run before a person confirms an action.
+
+    The runs' open actions are read in one query, unless given (by run id).
+    The service checks again under the run's lock when the action is confirmed.
+    """
+    if open_actions is None:
+        open_actions = {
+            action.run_id: action
+            for action in RunAction.objects.filter(
+                run_id__in=[run.run_id for run in runs], state__in=RunAction.OPEN_STATES
+            )
+        }
+    allowed: list[Run] = []
+    refused: list[tuple[Run, str]] = []
+    for run in runs:
+        try:
+            check_action(kind, run, actor, open_action=open_actions.get(run.run_id))
+        except (ConsoleError, PermissionDenied) as error:
+            refused.append((run, str(error)))
+        else:
+            allowed.append(run)
+    return ActionPreview(allowed=allowed, refused=refused)

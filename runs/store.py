@@ -21,14 +21,24 @@ holds one, so it is committed (and on SQLite synced) when the call returns.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    models,
+)
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 from django.db.models.constants import OnConflict
@@ -37,7 +47,17 @@ from flowengine import Checkpoint as FlowCheckpoint
 from flowengine import CheckpointStore
 from neurocore.persistence import RunRecord, RunStatus, RunStore, StepRecord, StepStatus
 
-from runs.models import Checkpoint, Run, Step
+from runs.models import Checkpoint, Run, Step, approval_gates
+
+logger = logging.getLogger(__name__)
+
+# How long a store keeps retrying a write while its database is unreachable
+# (a restart, a failover) before NeuroCore sees the error.
+RECONNECT_WITHIN_SECONDS = 60
+
+# What NeuroCore's ApprovalSkill raises on a rejection with ``require: true``;
+# NeuroCore then records the run ``failed`` with this error.
+REJECTION_ERROR = "Run rejected at approval gate '"
 
 # The fields SQLiteRunStore's ``ON CONFLICT(run_id) DO UPDATE`` changes; the
 # identity of a run (blueprint, inputs, creation time) is written once.
@@ -50,6 +70,7 @@ RUN_UPDATE_FIELDS = [
     "checkpoint_id",
     "updated_at",
     "duration_ms",
+    "awaits_decision",
 ]
 STEP_UPDATE_FIELDS = [
     "component",
@@ -198,6 +219,49 @@ def identifier(value: str, field: str) -> str:
     return value
 
 
+RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between tries; then every 5 s
+
+
+def connection_lost(using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether this thread's connection is gone (server restarted, session terminated)."""
+    wrapper = connections[using]
+    return wrapper.connection is None or not wrapper.is_usable()
+
+
+def reconnecting[T](
+    what: str,
+    work: Callable[[], T],
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    give_up_after: float | None = None,
+    stop: threading.Event | None = None,
+) -> T:
+    """Run database ``work``; while the connection is lost, open it again and retry.
+
+    Only for idempotent work outside a transaction. Another database error
+    (a constraint, a bad query) is raised at once, as is the loss itself after
+    ``give_up_after`` seconds or once ``stop`` is set. Logs once per outage.
+    """
+    started = time.monotonic()
+    for attempt in itertools.count():
+        try:
+            return work()
+        except (OperationalError, InterfaceError) as error:
+            if connections[using].in_atomic_block or not connection_lost(using):
+                raise
+            connections[using].close()
+            if give_up_after is not None and time.monotonic() - started > give_up_after:
+                raise
+            if attempt == 0:
+                logger.warning("%s: the database is unreachable (%s); retrying.", what, error)
+            delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+            if stop is not None and stop.wait(delay):
+                raise
+            if stop is None:
+                time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def _in_event_loop() -> bool:
     try:
         asyncio.get_running_loop()
@@ -216,11 +280,18 @@ class DjangoRunStore(RunStore):
     """A NeuroCore ``RunStore`` backed by the console's database.
 
     ``DjangoRunStore()`` needs no arguments once Django is set up. Pass
-    ``using`` to write to another configured database alias.
+    ``using`` to write to another configured database alias. ``fence``, when
+    given, is called before every write and raises to stop it (the worker's
+    check that it still holds the run's action). A lost connection is opened
+    again and the call retried for up to ``RECONNECT_WITHIN_SECONDS``: every
+    write is an idempotent upsert.
     """
 
-    def __init__(self, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    def __init__(
+        self, *, using: str = DEFAULT_DB_ALIAS, fence: Callable[[], None] | None = None
+    ) -> None:
         self._using = using
+        self._fence = fence
         self._helper: ThreadPoolExecutor | None = None
         self._stop_helper: weakref.finalize | None = None
         self._helper_lock = threading.Lock()
@@ -232,7 +303,7 @@ class DjangoRunStore(RunStore):
     def _run[T](self, work: Callable[..., T], *args: Any) -> T:
         """Run ORM work here, or on the helper thread when inside an event loop."""
         if not _in_event_loop():
-            return work(*args)
+            return self._reconnecting(work, *args)
         with self._helper_lock:
             if self._helper is None:
                 self._helper = ThreadPoolExecutor(
@@ -243,7 +314,27 @@ class DjangoRunStore(RunStore):
                 self._stop_helper = weakref.finalize(self, _stop_helper, self._helper)
                 self._stop_helper.atexit = False
             helper = self._helper
-        return helper.submit(work, *args).result()
+        return helper.submit(self._reconnecting, work, *args).result()
+
+    def _reconnecting[T](self, work: Callable[..., T], *args: Any) -> T:
+        return reconnecting(
+            "Run store",
+            lambda: work(*args),
+            using=self._using,
+            give_up_after=RECONNECT_WITHIN_SECONDS,
+        )
+
+    def _write[T](self, work: Callable[..., T], *args: Any) -> T:
+        """Run a write, after the fence (if any) lets it through."""
+        if self._fence is None:
+            return self._run(work, *args)
+        fence = self._fence
+
+        def fenced() -> T:
+            fence()
+            return work(*args)
+
+        return self._run(fenced)
 
     def close(self) -> None:
         """Close the helper thread's database connection and stop the thread."""
@@ -255,7 +346,7 @@ class DjangoRunStore(RunStore):
     # -- runs ----------------------------------------------------------------
     def save_run(self, run: RunRecord) -> str:
         row = run_values(run)
-        self._run(UPSERT_RUN.execute, row, self._using)
+        self._write(UPSERT_RUN.execute, row, self._using)
         return run.run_id
 
     def load_run(self, run_id: str) -> RunRecord | None:
@@ -274,13 +365,13 @@ class DjangoRunStore(RunStore):
 
     def delete_run(self, run_id: str) -> None:
         # Steps go with the run through the database's ON DELETE CASCADE.
-        self._run(self._delete_run_row, run_id)
+        self._write(self._delete_run_row, run_id)
 
     # -- steps ---------------------------------------------------------------
     def save_step(self, step: StepRecord) -> None:
         row = step_values(step)
         try:
-            self._run(UPSERT_STEP.execute, row, self._using)
+            self._write(UPSERT_STEP.execute, row, self._using)
         except IntegrityError as exc:
             if not self._run(self._run_exists, step.run_id):
                 raise UnknownRunError(
@@ -305,7 +396,7 @@ class DjangoRunStore(RunStore):
     ) -> list[Run]:
         runs = Run.objects.using(self._using).order_by("-created_at")
         if status is not None:
-            runs = runs.filter(status=str(status))
+            runs = runs.filter(status__in=stored_statuses(status))
         if blueprint is not None:
             runs = runs.filter(blueprint_name=blueprint)
         # A negative limit means no limit, as SQLite's LIMIT -1 does.
@@ -330,7 +421,7 @@ class DjangoCheckpointStore(CheckpointStore):
     def save(self, checkpoint: FlowCheckpoint) -> str:
         row = checkpoint_values(checkpoint)
         store = self._run_store
-        store._run(UPSERT_CHECKPOINT.execute, row, store._using)
+        store._write(UPSERT_CHECKPOINT.execute, row, store._using)
         return checkpoint.checkpoint_id
 
     def load(self, checkpoint_id: str) -> FlowCheckpoint | None:
@@ -345,13 +436,32 @@ class DjangoCheckpointStore(CheckpointStore):
         )
 
     def delete(self, checkpoint_id: str) -> None:
-        self._run_store._run(self._delete_row, checkpoint_id)
+        self._run_store._write(self._delete_row, checkpoint_id)
 
     def _load_row(self, checkpoint_id: str) -> Checkpoint | None:
         return Checkpoint.objects.using(self._run_store._using).filter(pk=checkpoint_id).first()
 
     def _delete_row(self, checkpoint_id: str) -> None:
         Checkpoint.objects.using(self._run_store._using).filter(pk=checkpoint_id).delete()
+
+
+def stored_status(status: RunStatus, error: str | None) -> str:
+    """The console's status for NeuroCore's: a run failed by a rejection is ``rejected``."""
+    if status == RunStatus.FAILED and error and REJECTION_ERROR in error:
+        return Run.Status.REJECTED
+    return str(status)
+
+
+def stored_statuses(status: RunStatus) -> list[str]:
+    """The console's statuses NeuroCore reads as ``status``."""
+    if status == RunStatus.FAILED:
+        return [Run.Status.FAILED, Run.Status.REJECTED]
+    return [str(status)]
+
+
+def neurocore_status(status: str) -> RunStatus:
+    """NeuroCore's status for the console's (a rejected run is ``failed`` to NeuroCore)."""
+    return RunStatus.FAILED if status == Run.Status.REJECTED else RunStatus(status)
 
 
 def run_values(run: RunRecord) -> dict[str, Any]:
@@ -363,7 +473,7 @@ def run_values(run: RunRecord) -> dict[str, Any]:
         blueprint_path=free_text(run.blueprint_path),
         blueprint_snapshot=run.blueprint_snapshot,
         flow_type=identifier(run.flow_type, "flow_type"),
-        status=str(run.status),
+        status=stored_status(run.status, run.error),
         initial_data=run.initial_data,
         final_context=run.final_context,
         error=free_text(run.error),
@@ -373,6 +483,8 @@ def run_values(run: RunRecord) -> dict[str, Any]:
         created_at=parse_timestamp(run.created_at),
         updated_at=parse_timestamp(run.updated_at),
         duration_ms=run.duration_ms,
+        awaits_decision=run.status == RunStatus.SUSPENDED
+        and run.suspended_at_node in approval_gates(run.blueprint_snapshot),
     )
 
 
@@ -410,7 +522,7 @@ def run_record(row: Run) -> RunRecord:
         blueprint_path=row.blueprint_path,
         blueprint_snapshot=row.blueprint_snapshot,
         flow_type=row.flow_type,
-        status=RunStatus(row.status),
+        status=neurocore_status(row.status),
         initial_data=row.initial_data,
         final_context=row.final_context,
         error=row.error,

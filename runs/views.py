@@ -9,13 +9,16 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from runs import selectors, services
-from runs.forms import DecisionForm
+from runs import clientip, selectors
+from runs.errors import ConsoleError
+from runs.forms import DecisionForm, ReopenForm
 from runs.models import Run, Source
 from runs.permissions import can_decide, can_view_runs
 from runs.presentation import input_summary, pretty_json
+from runs.services.decisions import decision_record
+from runs.services.operations import run_reopen
 
 
 def _may_see_approvals(request: HttpRequest) -> None:
@@ -26,17 +29,19 @@ def _may_see_approvals(request: HttpRequest) -> None:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """Approvers start at their inbox; everyone else who may see runs at the runs list."""
-    if not can_decide(request.user) and (can_view_runs(request.user) or request.user.is_staff):
+    if not can_decide(request.user) and can_view_runs(request.user):
         return redirect("admin:runs_run_changelist")
     return redirect("approvals:inbox")
 
 
 @require_GET
+@require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
     """Every run waiting for a decision the user may make, longest waiting first."""
     _may_see_approvals(request)
-    runs = selectors.runs_awaiting_decision_for(request.user)
-    rows = [(run, input_summary(run.initial_data)) for run in runs]
+    runs = list(selectors.runs_awaiting_decision_for(request.user))
+    reopened = selectors.reopenings(runs)
+    rows = [(run, input_summary(run.initial_data), reopened.get(run.run_id)) for run in runs]
     return render(
         request,
         "approvals/inbox.html",
@@ -49,68 +54,132 @@ def inbox(request: HttpRequest) -> HttpResponse:
 def review(request: HttpRequest, run_id: str) -> HttpResponse:
     """A waiting run in plain language, and the Approve / Reject form."""
     _may_see_approvals(request)
-    run = selectors.run_by_id(run_id)
-    if run is None:
-        raise Http404(f"No run has the id “{run_id}”. It may have been deleted.")
+    run = _run_or_404(run_id)
     may_decide = can_decide(request.user, run)
     form = None
+    status = 200
     if request.method == "POST":
         if not may_decide:
             raise PermissionDenied("You may not approve or reject this run.")
         form = DecisionForm(request.POST)
         if form.is_valid():
-            return _decide(request, run, form)
-        messages.error(request, "The decision was not recorded: see below.")
+            try:
+                decision = decision_record(
+                    run_id=run.run_id,
+                    approved=form.approved,
+                    note=form.cleaned_data["note"],
+                    shown_gate=form.cleaned_data["gate"],
+                    shown_suspended_at=form.cleaned_data["suspended_at"],
+                    actor=request.user,
+                    source=Source.WEB,
+                    client_address=clientip.client_address(request),
+                )
+            except ConsoleError as error:
+                # Refused (decided by someone else, moved on, busy): say why, keep
+                # the typed note, and put the run's current question in the form.
+                messages.error(request, str(error))
+                run.refresh_from_db()
+                form = _decision_form(run, note=form.cleaned_data["note"])
+                status = 409
+            else:
+                verdict = decision.verdict.label
+                messages.success(request, f"{verdict}. The run continues in the background.")
+                return redirect("approvals:review", run_id=run.run_id)
+        else:
+            messages.error(request, "The decision was not recorded: see below.")
+            status = 400
     return render(
         request,
         "approvals/review.html",
-        _review_context(request, run, may_decide=may_decide, form=form),
-        status=400 if form is not None else 200,
+        _review_context(run, may_decide=may_decide, form=form),
+        status=status,
     )
 
 
-def _decide(request: HttpRequest, run: Run, form: DecisionForm) -> HttpResponse:
+@require_POST
+def reopen(request: HttpRequest, run_id: str) -> HttpResponse:
+    """Send a rejected run back to its gate, with a reason (needs the right to decide it)."""
+    _may_see_approvals(request)
+    run = _run_or_404(run_id)
+    form = ReopenForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors.get("reason", ["Give a reason."])))
+        return redirect("approvals:review", run_id=run.run_id)
     try:
-        decision = services.decision_record(
+        run_reopen(
             run_id=run.run_id,
-            approved=form.approved,
-            note=form.cleaned_data["note"],
-            shown_gate=form.cleaned_data["gate"],
-            shown_suspended_at=form.cleaned_data["suspended_at"],
+            reason=form.cleaned_data["reason"],
             actor=request.user,
             source=Source.WEB,
-            client_address=request.META.get("REMOTE_ADDR"),
         )
-    except services.ConsoleError as error:
+    except ConsoleError as error:
         messages.error(request, str(error))
     else:
-        verdict = "Approved" if decision.approved else "Rejected"
-        messages.success(request, f"{verdict}. The run resumes in the background.")
+        messages.success(request, "Reopened: the run goes back to its gate for a new decision.")
     return redirect("approvals:review", run_id=run.run_id)
 
 
-def _review_context(
-    request: HttpRequest, run: Run, *, may_decide: bool, form: DecisionForm | None
-) -> dict[str, Any]:
+def _run_or_404(run_id: str) -> Run:
+    run = selectors.run_by_id(run_id)
+    if run is None:
+        raise Http404(f"No run has the id “{run_id}”. It may have been deleted.")
+    return run
+
+
+def _decision_form(run: Run, *, note: str = "") -> DecisionForm | None:
+    """A decision form for the suspension the run waits at now, if it waits for one."""
+    suspension = run.suspension
+    if suspension is None or not suspension.is_approval:
+        return None
+    return DecisionForm(
+        initial={
+            "gate": suspension.gate,
+            "suspended_at": suspension.since.isoformat(),
+            "note": note,
+        }
+    )
+
+
+def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) -> dict[str, Any]:
     evidence = selectors.review_evidence(run)
+    suspension = run.suspension
     decision = selectors.current_decision(run)
-    waiting = run.status == Run.Status.SUSPENDED and decision is None
+    decisions = list(selectors.decisions_of(run.run_id))
+    waiting = suspension is not None and suspension.is_approval and decision is None
+    in_flight = selectors.open_action_of(run.run_id)
     if may_decide and waiting and form is None:
-        form = DecisionForm(
-            initial={"gate": run.suspended_at_node, "suspended_at": run.updated_at.isoformat()}
-        )
+        form = _decision_form(run)
     resumption = selectors.latest_resumption(run.run_id)
+    reopening = selectors.reopenings([run]).get(run.run_id)
+    # Back on the page after deciding, the run may wait at its next gate: say so.
+    earlier = (
+        decisions[0]
+        if waiting
+        and decisions
+        and (decisions[0].gate, decisions[0].suspended_at) != (suspension.gate, suspension.since)  # type: ignore[union-attr]
+        else None
+    )
     return {
         "run": run,
+        "suspension": suspension,
         "evidence": evidence,
         "inputs_json": pretty_json(evidence.inputs),
         "data_json": pretty_json(evidence.data),
         "waiting": waiting,
         "decision": decision,
-        "decisions": selectors.decisions_of(run.run_id),
+        "decisions": decisions,
+        "earlier_decision": earlier,
+        "reopening": reopening,
+        "rejection": decisions[0]
+        if run.status == Run.Status.REJECTED and decisions and not decisions[0].approved
+        else None,
+        "reopen_form": ReopenForm()
+        if may_decide and run.status == Run.Status.REJECTED and in_flight is None
+        else None,
+        "in_flight": in_flight,
         "resumption": resumption,
-        "resuming": resumption is not None and resumption.state != resumption.State.DONE,
-        "form": form if (may_decide and waiting) else None,
+        "resuming": resumption is not None and resumption.is_open,
+        "form": form if (may_decide and waiting and in_flight is None) else None,
         "may_decide": may_decide,
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -156,11 +157,16 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[by
     """Start `manage.py db_worker` processes on the test database; stop them after."""
     workers: list[subprocess.Popen[bytes]] = []
 
-    def start(worker_id: str) -> subprocess.Popen[bytes]:
+    def start(worker_id: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        """Start a worker; ``extra_env`` adds environment variables (settings)."""
+        url = database_url()
+        if connection.vendor == "postgresql":  # its sessions, named after it
+            url += f"?application_name={worker_id}"
         env = {
             **os.environ,
-            "DATABASE_URL": database_url(),
+            "DATABASE_URL": url,
             "NEUROCORE_PROJECT_ROOT": str(TEST_PROJECT_ROOT),
+            **extra_env,
         }
         log = (tmp_path / f"{worker_id}.log").open("wb")
         worker = subprocess.Popen(
@@ -183,6 +189,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[by
     yield start
     for worker in workers:
         if worker.poll() is None:
+            worker.send_signal(signal.SIGCONT)  # a test may have frozen it
             worker.terminate()
             try:
                 worker.wait(timeout=20)

@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.core import mail
+from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -24,8 +25,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from runs import services
 from runs.models import AccessChange, BlueprintScope, Decision, Run, RunAction, Source
+from runs.services.notifications import suspensions_announce
+from runs.services.operations import run_replay_request
 from tests.conftest import PASSWORD, ROOT, log_in, make_user, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,11 +67,13 @@ def test_a_scoped_approver_sees_and_decides_only_their_teams_runs(
     inside, outside = Client(), Client()
     inside.force_login(finance)
     outside.force_login(other)
-    assert [r.run_id for r, _ in inside.get("/approvals/").context["rows"]] == [
+    assert [r.run_id for r, _, _ in inside.get("/approvals/").context["rows"]] == [
         payment.run_id,
         publication.run_id,
     ]
-    assert [r.run_id for r, _ in outside.get("/approvals/").context["rows"]] == [publication.run_id]
+    assert [r.run_id for r, _, _ in outside.get("/approvals/").context["rows"]] == [
+        publication.run_id
+    ]
 
     review = reverse("approvals:review", args=[payment.run_id])
     assert outside.get(review).context["form"] is None
@@ -83,7 +87,7 @@ def test_scopes_tell_only_the_teams_approvers_by_email(finance_scope: BlueprintS
     make_user("fiona", "Approvers", "Finance")
     make_user("otis", "Approvers")
     start_run()
-    services.suspensions_announce()
+    suspensions_announce()
     assert [m.to for m in mail.outbox] == [["fiona@example.com"]]
 
 
@@ -100,9 +104,9 @@ def test_operate_scopes_narrow_operators() -> None:
     outsider = make_user("otto", "Operators")
     insider = make_user("dana", "Operators", "Data team")
     run = start_run("flaky.yaml")  # nightly-import
-    with pytest.raises(services.PermissionDenied):
-        services.run_replay_request(run_id=run.run_id, actor=outsider, source=Source.WEB)
-    services.run_replay_request(run_id=run.run_id, actor=insider, source=Source.WEB)
+    with pytest.raises(PermissionDenied):
+        run_replay_request(run_id=run.run_id, actor=outsider, source=Source.WEB)
+    run_replay_request(run_id=run.run_id, actor=insider, source=Source.WEB)
     assert RunAction.objects.count() == 1
 
 

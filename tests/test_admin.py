@@ -11,8 +11,8 @@ from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
 
-from runs import services
 from runs.models import Decision, Source
+from runs.services.decisions import decision_record
 from tests.conftest import make_user, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def admin_client_with_data(client: Client, superuser: Any) -> Client:
     approver = make_user("ada", "Approvers")
     run = start_run(amount=5)
-    services.decision_record(
+    decision_record(
         run_id=run.run_id,
         approved=True,
         note='=HYPERLINK("http://evil")',

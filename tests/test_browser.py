@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from runs.models import Decision, Run
+from runs.models import Decision, Run, RunAction
 from tests.conftest import PASSWORD, make_user
 from tests.conftest import start_run as start_run_here
 
@@ -108,7 +108,7 @@ def test_an_approver_approves_and_watches_the_run_complete(
     page.get_by_role("button", name="Approve").click()
 
     expect(page.get_by_role("status").first).to_have_text(
-        "Approved. The run resumes in the background."
+        "Approved. The run continues in the background."
     )
     # The page refreshes itself until the worker has resumed the run.
     expect(page.get_by_text("The run completed.")).to_be_visible(timeout=30_000)
@@ -120,10 +120,11 @@ def test_an_approver_approves_and_watches_the_run_complete(
     assert decision.decided_by_identity == "ada@example.com"
 
 
-def test_a_rejection_ends_failed_with_the_note(
+def test_a_rejection_ends_rejected_and_another_approver_reopens_it(
     page: Page, live_server: Any, start_worker: Any
 ) -> None:
     make_user("ada", "Approvers")
+    make_user("bea", "Approvers")
     run = start_run()
     start_worker("browser-worker")
 
@@ -134,12 +135,79 @@ def test_a_rejection_ends_failed_with_the_note(
 
     page.get_by_label("Note").fill("Vendor not on the approved list")
     page.get_by_role("button", name="Reject").click()
-    expect(page.locator(".progress .error")).to_contain_text(
-        "Vendor not on the approved list", timeout=30_000
-    )
+    expect(page.get_by_text("The run was rejected and has ended.")).to_be_visible(timeout=30_000)
+    expect(page.locator(".badge.status-rejected").first).to_have_text("Rejected")
     run.refresh_from_db()
-    assert run.status == Run.Status.FAILED
-    assert "Vendor not on the approved list" in run.error
+    assert run.status == Run.Status.REJECTED
+    page.get_by_role("button", name="Log out").click()
+
+    log_in(page, live_server, "bea", f"/approvals/{run.run_id}/")
+    expect(page.locator(".banner.rejected")).to_contain_text("Rejected by ada@example.com at")
+    reason = page.get_by_label("Reopen for a new decision")
+    page.get_by_role("button", name="Reopen").click()  # no reason: the browser asks for one
+    assert reason.evaluate("field => field.validity.valueMissing")
+    assert not RunAction.objects.filter(kind=RunAction.Kind.REOPEN).exists()
+    reason.fill("Vendor was added to the list today")
+    page.get_by_role("button", name="Reopen").click()
+    expect(page.get_by_text("Reopened: the run goes back to its gate")).to_be_visible()
+    # Once the worker has run the gate again, the run waits in the inbox, saying why.
+    expect(page.locator(".gate-message")).to_have_text("Approve the payment?", timeout=30_000)
+    page.goto(live_server.url + "/approvals/")
+    row = page.get_by_role("row", name=re.compile("payment"))
+    expect(row).to_contain_text("rejected by ada@example.com at")
+    expect(row).to_contain_text("“Vendor not on the approved list”")
+    expect(row).to_contain_text("reopened by bea@example.com at")
+    expect(row).to_contain_text("“Vendor was added to the list today”")
+    row.get_by_role("link", name="Review").click()
+    expect(page.locator(".banner.reopened")).to_contain_text("reopened by bea@example.com")
+    page.get_by_label("Note").fill("Vendor checked")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_text("The run completed.")).to_be_visible(timeout=30_000)
+    reopen = RunAction.objects.get(run=run, kind=RunAction.Kind.REOPEN)
+    assert (reopen.requested_by_identity, reopen.note) == (
+        "bea@example.com",
+        "Vendor was added to the list today",
+    )
+    assert list(
+        Decision.objects.filter(run=run)
+        .order_by("decided_at")
+        .values_list("approved", "decided_by_identity")
+    ) == [(False, "ada@example.com"), (True, "bea@example.com")]
+
+
+def test_an_operator_cannot_pass_a_gate_and_nothing_changes(
+    page: Page, live_server: Any, start_worker: Any
+) -> None:
+    make_user("otto", "Operators")
+    run = start_run()
+    waiting_since = run.updated_at
+    start_worker("browser-worker")
+
+    log_in(page, live_server, "otto", f"/admin/runs/run/{run.run_id}/change/")
+    expect(page.get_by_text("review page: approve or reject")).to_be_visible()
+    expect(page.get_by_role("link", name="Resume")).to_have_count(0)
+
+    # Straight to the resume page: refused before anything is confirmed.
+    page.goto(f"{live_server.url}/admin/runs/run/{run.run_id}/act/resume/")
+    expect(page.locator("ul.refused")).to_contain_text(
+        "Only a decision passes it: approve or reject it on its review page"
+    )
+    expect(page.get_by_role("button", name=re.compile("Yes"))).to_have_count(0)
+
+    # From the list, with resume data that claims an approval: refused, one by one.
+    page.goto(f"{live_server.url}/admin/runs/run/")
+    page.locator("input[name=_selected_action]").first.check()
+    page.locator("select[name=action]").select_option("resume_runs")
+    page.locator("button[name=index]").click()
+    expect(page.locator("ul.refused")).to_contain_text("Only a decision passes it")
+    assert not Decision.objects.exists()
+    assert not RunAction.objects.exists()
+    run.refresh_from_db()
+    assert (run.status, run.updated_at, run.suspended_at_node) == (
+        Run.Status.SUSPENDED,
+        waiting_since,
+        "finance_review",
+    )
 
 
 def test_a_viewer_sees_the_run_but_no_form(page: Page, live_server: Any) -> None:

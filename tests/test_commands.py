@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import subprocess
@@ -82,7 +81,8 @@ def test_list_refuses_an_unknown_status() -> None:
     error = refused("list", "--status", "done")
     assert error.returncode == 2
     assert str(error) == (
-        "Unknown status 'done'. Use one of: running, completed, failed, suspended, cancelled."
+        "Unknown status 'done'. Use one of: running, completed, failed, suspended, cancelled, "
+        "rejected."
     )
 
 
@@ -144,16 +144,20 @@ def test_approve_records_a_cli_decision_by_the_named_user() -> None:
         "approved": True,
         "note": "ok",
         "by": "ada@example.com",
+        "decision_id": decision.pk,
     }
 
 
-def test_approve_without_by_records_the_os_user() -> None:
+@pytest.mark.parametrize("by", [[], ["--by", "cfo@example.com"]])
+def test_a_decision_needs_a_console_user_who_may_decide(by: list[str]) -> None:
     run = start_run()
-    runs("approve", run.run_id, "--reject", "--note", "no budget")
-    decision = Decision.objects.get()
-    assert decision.decided_by is None
-    assert decision.decided_by_identity == f"{getpass.getuser()} (OS user)"
-    assert decision.approved is False
+    error = refused("approve", run.run_id, "--reject", "--note", "no budget", *by)
+    assert error.returncode == 1
+    assert str(error).startswith(
+        "Rejection failed: name the console user who decides with --by (username or email)."
+    )
+    assert not Decision.objects.exists()
+    assert not RunAction.objects.exists()
 
 
 def test_approve_by_a_user_without_the_role_is_refused() -> None:
@@ -166,24 +170,53 @@ def test_approve_by_a_user_without_the_role_is_refused() -> None:
 
 
 def test_approving_a_run_that_is_not_waiting_is_refused() -> None:
+    make_user("ada", "Approvers")
     run = start_run("dag.yaml")
-    error = refused("approve", run.run_id)
+    error = refused("approve", run.run_id, "--by", "ada")
     assert error.returncode == 1
     assert "not waiting for a decision" in str(error)
 
 
 def test_resume_with_data_and_replay_are_queued_actions() -> None:
-    run = start_run()
-    out, _ = runs("resume", run.run_id, "--data", "approved=yes", "-d", "note=a=b")
+    run = start_run("sync_hold.yaml")
+    out, _ = runs("resume", run.run_id, "--data", "signal=yes", "-d", "detail=a=b")
     assert "Resume queued" in out
     action = RunAction.objects.get(kind="resume")
-    assert action.resume_data == {"approved": "yes", "note": "a=b"}
+    assert action.resume_data == {"signal": "yes", "detail": "a=b"}
     assert action.source == "cli"
     Run.objects.filter(pk=run.pk).update(status="completed")
     RunAction.objects.update(state="done")
     out, _ = runs("replay", run.run_id)
     replay = RunAction.objects.get(kind="replay")
     assert f"runs inspect {replay.result_run_id[:12]}" in out
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (["approved=false"], "Only a decision passes it"),
+        (["approved=true", "by=cfo@example.com"], "Only a decision passes it"),
+    ],
+)
+def test_resume_cannot_pass_an_approval_gate(data: list[str], message: str) -> None:
+    make_user("otto", "Operators")
+    run = start_run()
+    error = refused("resume", run.run_id, *[f"--data={d}" for d in data], "--by", "otto")
+    assert error.returncode == 1
+    assert message in str(error)
+    assert f"manage.py runs approve {run.run_id}" in str(error)
+    assert not RunAction.objects.exists()
+    assert not Decision.objects.exists()
+
+
+@pytest.mark.parametrize("key", ["approved", "note", "by"])
+def test_resume_data_may_not_carry_a_decision_even_off_a_gate(key: str) -> None:
+    make_user("otto", "Operators")
+    run = start_run("sync_hold.yaml")  # paused, not at an approval gate
+    error = refused("resume", run.run_id, "--data", f"{key}=false", "--by", "otto")
+    assert error.returncode == 1
+    assert f"Resume data may not contain '{key}'" in str(error)
+    assert not RunAction.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -198,9 +231,10 @@ def test_malformed_data_is_refused(item: str, message: str) -> None:
 
 
 def test_approve_wait_prints_the_result_like_neurocore(start_worker: Any) -> None:
+    make_user("ada", "Approvers")
     run = start_run(amount=8)
     start_worker("cli-worker")
-    out, err = runs("approve", run.run_id, "--wait")
+    out, err = runs("approve", run.run_id, "--wait", "--by", "ada")
     assert "waiting for the worker" in err
     assert "Run approved." in out
     assert "Result" in out

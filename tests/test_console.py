@@ -50,7 +50,7 @@ def test_the_list_shows_what_operators_need(viewer_client: Client) -> None:
     html = viewer_client.get(RUNS).content.decode()
     assert f'<code title="{run.run_id}">{run.run_id[:12]}</code>' in html
     assert 'payment <span class="quiet">v2.1</span>' in html
-    assert '<span class="badge status-suspended">Awaiting approval</span>' in html
+    assert '<span class="badge status-suspended">Waiting</span>' in html
     assert ">finance_review<" in html
     assert " ago</time>" in html
 
@@ -138,7 +138,7 @@ def test_the_run_page_shows_everything_escaped_read_only(viewer_client: Client) 
     html = page.content.decode()
     assert page.status_code == 200
     assert run.run_id in html
-    assert "Waiting at" in html
+    assert "Waiting for a decision" in html
     assert "finance_review — Approve the payment?" in html
     assert "<img src=x" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
@@ -171,12 +171,12 @@ def test_a_thousand_step_run_opens_with_a_fixed_number_of_queries(viewer_client:
 
 
 def test_replays_link_both_ways(viewer_client: Client, operator: Any) -> None:
-    from runs import services
     from runs.models import Source
+    from runs.services.operations import run_replay_request
     from tests.conftest import run_queued_tasks
 
     run = start_run()
-    action = services.run_replay_request(run_id=run.run_id, actor=operator, source=Source.WEB)
+    action = run_replay_request(run_id=run.run_id, actor=operator, source=Source.WEB)
     run_queued_tasks()
     original = viewer_client.get(
         reverse("admin:runs_run_change", args=[run.run_id])
@@ -252,7 +252,9 @@ def test_bulk_cancel_confirms_exactly_the_runs_then_records_each(operator_client
     page = operator_client.post(RUNS, {"action": "cancel_runs", "_selected_action": selected})
     html = page.content.decode()
     assert page.status_code == 200
-    assert "Cancel 3 run(s)?" in html
+    assert "Cancel 2 run(s)?" in html  # the third is listed apart, with why
+    assert "Will be refused (1)" in html
+    assert "only waiting or running runs can be cancelled" in html
     assert all(run_id in html for run_id in selected)
     assert Run.objects.filter(status="cancelled").count() == 0  # nothing before confirming
 

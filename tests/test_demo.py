@@ -32,7 +32,8 @@ def test_seed_demo_makes_runs_in_every_status_once(demo_project: None) -> None:
     by_status = dict(Run.objects.values_list("status").annotate(n=Count("*")))
     assert by_status == {
         "completed": 27,
-        "failed": 5,
+        "failed": 3,
+        "rejected": 2,
         "suspended": 11,
         "cancelled": 1,
         "running": 1,

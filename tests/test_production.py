@@ -132,6 +132,10 @@ def test_an_agent_process_writes_runs_that_a_db_worker_resumes(
     run = Run.objects.get(pk=run_id)
     assert run.suspended_at_node == "finance_approval"
 
+    added = manage(
+        production_env, "createuser", "ops", "--role", "approver", "--email", "ops@example.com"
+    )
+    assert added.returncode == 0, added.stderr
     approved = manage(production_env, "runs", "approve", run_id, "--by", "ops@example.com")
     assert approved.returncode == 0, approved.stderr
     worker = subprocess.Popen(

@@ -13,17 +13,29 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
+from neurocore.persistence import RunStatus
 
-from runs import services
+from runs import selectors, worker
+from runs.errors import (
+    ActionInFlight,
+    AlreadyDecided,
+    ConsoleError,
+    DecisionRefused,
+    RunNotFound,
+)
 from runs.models import Decision, Run, RunAction, Source, SuspensionNotice
-from runs.services import AlreadyDecided, DecisionRefused, RunNotFound
+from runs.services.decisions import decision_record
+from runs.services.notifications import suspensions_announce
+from runs.services.operations import run_cancel, run_delete, run_replay_request, run_resume_request
+from runs.services.recovery import run_actions_recover
+from runs.store import DjangoRunStore
 from tests.conftest import make_user, run_queued_tasks, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def decide(run: Run, actor: Any, *, approved: bool = True, note: str = "ok", **kw: Any) -> Decision:
-    return services.decision_record(
+    return decision_record(
         run_id=run.run_id,
         approved=approved,
         note=note,
@@ -48,10 +60,12 @@ def test_approval_is_recorded_with_its_evidence_and_resumes_the_run(approver: An
     assert decision.client_address == "10.1.2.3"
     resumption = decision.resumption
     assert resumption.state == RunAction.State.QUEUED
+    assert resumption.kind == RunAction.Kind.DECISION
     assert resumption.resume_data == {
         "approved": True,
         "note": "within budget",
         "by": "ada@example.com",
+        "decision_id": decision.pk,
     }
     assert DBTaskResult.objects.filter(pk=resumption.task_id, status="READY").exists()
 
@@ -68,16 +82,23 @@ def test_approval_is_recorded_with_its_evidence_and_resumes_the_run(approver: An
     )
 
 
-def test_rejection_fails_the_run_with_the_note(approver: Any) -> None:
+def test_a_rejection_ends_the_run_rejected_which_neurocore_reads_as_failed(
+    approver: Any,
+) -> None:
     run = start_run()
     decide(run, approver, approved=False, note="not budgeted")
     run_queued_tasks()
     run.refresh_from_db()
-    assert run.status == Run.Status.FAILED
+    assert run.status == Run.Status.REJECTED
     assert "not budgeted" in run.error
     resumption = RunAction.objects.get(run=run)
-    assert resumption.outcome_status == "failed"
+    assert resumption.outcome_status == "rejected"
     assert "not budgeted" in resumption.outcome_error
+    store = DjangoRunStore()
+    assert store.load_run(run.run_id).status == RunStatus.FAILED
+    assert [r.run_id for r in store.list_runs(status=RunStatus.FAILED)] == [run.run_id]
+    assert selectors.dashboard().failures_24h == 0
+    assert selectors.run_count(status=Run.Status.REJECTED) == 1
 
 
 def test_two_gates_get_one_decision_each(approver: Any) -> None:
@@ -104,7 +125,9 @@ def test_second_decision_on_the_same_suspension_names_the_first(approver: Any) -
     decide(run, approver)
     other = make_user("bob", "Approvers")
     with pytest.raises(
-        AlreadyDecided, match=r"Already decided: ada@example.com approved this run at \d{4}-"
+        AlreadyDecided,
+        match=r"Already decided: ada@example.com approved this at \d{4}-\d\d-\d\d [\d:]+ UTC "
+        r'\("ok"\)',
     ):
         decide(run, other)
     assert Decision.objects.count() == 1
@@ -164,7 +187,9 @@ def test_a_decision_for_an_older_suspension_is_stale(approver: Any) -> None:
     decide(run, approver)
     run_queued_tasks()  # now waits at legal_review
     with pytest.raises(
-        DecisionRefused, match="moved on since the page was opened: it now waits at 'legal_review'"
+        AlreadyDecided,
+        match=r"ada@example.com approved this .* The run has moved on: it now waits at "
+        r"'legal_review', a new question",
     ):
         decide(run, approver, shown_gate=shown_gate, shown_suspended_at=shown_at)
     assert Decision.objects.count() == 1
@@ -233,8 +258,8 @@ def test_a_resumption_whose_worker_died_is_queued_again_and_applied_once(approve
         state=RunAction.State.RUNNING, attempts=1, heartbeat_at=long_ago, started_at=long_ago
     )
 
-    assert services.run_actions_recover() == 1
-    assert services.run_actions_recover() == 0  # once
+    assert run_actions_recover() == 1
+    assert run_actions_recover() == 0  # once
 
     lost_task.refresh_from_db()
     assert lost_task.status == "FAILED"
@@ -262,7 +287,7 @@ def test_a_resumption_whose_task_never_ran_is_picked_up(approver: Any) -> None:
     RunAction.objects.filter(pk=resumption.pk).update(
         requested_at=timezone.now() - timedelta(minutes=5)
     )
-    assert services.run_actions_recover() == 1
+    assert run_actions_recover() == 1
     run_queued_tasks()
     run.refresh_from_db()
     assert run.status == "completed"
@@ -274,7 +299,7 @@ def test_a_queued_resumption_with_a_waiting_task_is_left_alone(approver: Any) ->
     RunAction.objects.filter(pk=resumption.pk).update(
         requested_at=timezone.now() - timedelta(minutes=5)
     )
-    assert services.run_actions_recover() == 0
+    assert run_actions_recover() == 0
 
 
 def test_a_retry_after_the_run_moved_on_does_not_apply_the_decision_again(approver: Any) -> None:
@@ -286,7 +311,7 @@ def test_a_retry_after_the_run_moved_on_does_not_apply_the_decision_again(approv
     RunAction.objects.filter(pk=resumption.pk).update(
         state=RunAction.State.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=5)
     )
-    services.run_actions_recover()
+    run_actions_recover()
     run_queued_tasks()
     run.refresh_from_db()
     resumption.refresh_from_db()
@@ -298,7 +323,7 @@ def test_a_retry_after_the_run_moved_on_does_not_apply_the_decision_again(approv
 def test_a_stale_task_cannot_claim_a_requeued_resumption(approver: Any) -> None:
     run = start_run()
     resumption = decide(run, approver).resumption
-    assert services.run_action_execute(action_id=resumption.pk, task_id="some-other-task") is None
+    assert worker.run_action_execute(action_id=resumption.pk, task_id="some-other-task") is None
     resumption.refresh_from_db()
     assert resumption.state == RunAction.State.QUEUED
 
@@ -311,8 +336,8 @@ def test_approvers_are_emailed_once_per_suspension(approver: Any, viewer: Any) -
     make_user("noemail", "Approvers", email="")
     run = start_run("two_gates.yaml")
 
-    assert services.suspensions_announce() == 2
-    assert services.suspensions_announce() == 0
+    assert suspensions_announce() == 2
+    assert suspensions_announce() == 0
     assert sorted(m.to[0] for m in mail.outbox) == ["ada@example.com", "bea@example.com"]
     message = mail.outbox[0]
     assert "Editor: publish this draft?" in message.subject
@@ -321,17 +346,22 @@ def test_approvers_are_emailed_once_per_suspension(approver: Any, viewer: Any) -
 
     decide(run, approver)
     run_queued_tasks()  # second gate: a new suspension, a new notice
-    assert services.suspensions_announce() == 2
+    assert suspensions_announce() == 2
     assert SuspensionNotice.objects.count() == 2
 
 
-def test_a_failed_send_is_retried(approver: Any, settings: Any) -> None:
+def test_a_failed_send_is_kept_and_retried_later(approver: Any, settings: Any) -> None:
     start_run()
     settings.MAILERS = {"default": {"BACKEND": "tests.conftest.FailingEmailBackend"}}
-    assert services.suspensions_announce() == 0
-    assert not SuspensionNotice.objects.exists()
+    assert suspensions_announce() == 0
+    notice = SuspensionNotice.objects.get()
+    assert notice.retry_at is not None
+    assert "SMTP server unreachable" in notice.last_error
     settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
-    assert services.suspensions_announce() == 1
+    assert suspensions_announce() == 0  # not before its time
+    assert suspensions_announce(now=notice.retry_at) == 1
+    notice.refresh_from_db()
+    assert (notice.retry_at, notice.recipients) == (None, 1)
 
 
 # -- operators -------------------------------------------------------------------------
@@ -342,7 +372,7 @@ def test_an_operator_resumes_a_failed_run_after_the_fix(operator: Any, flag_file
     run = start_run("flaky.yaml")
     assert run.status == Run.Status.FAILED
     flag_file.unlink()
-    action = services.run_resume_request(
+    action = run_resume_request(
         run_id=run.run_id, resume_data=None, actor=operator, source=Source.CLI
     )
     assert (action.kind, action.from_status, action.source) == ("resume", "failed", "cli")
@@ -355,7 +385,7 @@ def test_an_operator_resumes_a_failed_run_after_the_fix(operator: Any, flag_file
 
 def test_a_replay_makes_a_new_run_linked_to_the_original(operator: Any) -> None:
     run = start_run(amount=9)
-    action = services.run_replay_request(run_id=run.run_id, actor=operator, source=Source.WEB)
+    action = run_replay_request(run_id=run.run_id, actor=operator, source=Source.WEB)
     assert action.result_run_id
     run_queued_tasks()
     replay = Run.objects.get(pk=action.result_run_id)
@@ -368,7 +398,7 @@ def test_a_replay_makes_a_new_run_linked_to_the_original(operator: Any) -> None:
 
 def test_cancel_ends_a_waiting_run_for_good(operator: Any, approver: Any) -> None:
     run = start_run()
-    action = services.run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)
+    action = run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)
     assert (action.kind, action.from_status, action.outcome_status) == (
         "cancel",
         "suspended",
@@ -376,34 +406,30 @@ def test_cancel_ends_a_waiting_run_for_good(operator: Any, approver: Any) -> Non
     )
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED
-    with pytest.raises(services.ConsoleError, match="only suspended or failed runs can be resumed"):
-        services.run_resume_request(
-            run_id=run.run_id, resume_data=None, actor=operator, source=Source.WEB
-        )
+    with pytest.raises(ConsoleError, match="only waiting or failed runs can be resumed"):
+        run_resume_request(run_id=run.run_id, resume_data=None, actor=operator, source=Source.WEB)
     with pytest.raises(DecisionRefused, match="cancelled, not waiting"):
         decide(run, approver)
-    with pytest.raises(
-        services.ConsoleError, match="only suspended or running runs can be cancelled"
-    ):
-        services.run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)
+    with pytest.raises(ConsoleError, match="only waiting or running runs can be cancelled"):
+        run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)
 
 
 def test_one_background_action_at_a_time(operator: Any) -> None:
-    run = start_run()
-    services.run_resume_request(
-        run_id=run.run_id, resume_data=None, actor=operator, source=Source.WEB
-    )
+    run = start_run("sync_hold.yaml")
+    run_resume_request(run_id=run.run_id, resume_data=None, actor=operator, source=Source.WEB)
     with pytest.raises(
-        services.ConsoleError, match=r"A resume of this run, asked by otto@example\.com, is queued"
+        ActionInFlight,
+        match=r"A resume of this run, asked by otto@example\.com at \d{4}-[\d: -]+ UTC, is "
+        "queued",
     ):
-        services.run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)
+        run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)
 
 
 def test_delete_needs_the_delete_permission_and_is_recorded(operator: Any, superuser: Any) -> None:
     run = start_run()
     with pytest.raises(PermissionDenied):
-        services.run_delete(run_id=run.run_id, actor=operator, source=Source.WEB)
-    action = services.run_delete(run_id=run.run_id, actor=superuser, source=Source.WEB)
+        run_delete(run_id=run.run_id, actor=operator, source=Source.WEB)
+    action = run_delete(run_id=run.run_id, actor=superuser, source=Source.WEB)
     assert not Run.objects.filter(pk=run.pk).exists()
     assert not run.steps.exists()
     assert (action.kind, action.from_status, action.requested_by_identity) == (
@@ -415,9 +441,9 @@ def test_delete_needs_the_delete_permission_and_is_recorded(operator: Any, super
 
 def test_operators_actions_need_the_operate_permission(approver: Any) -> None:
     run = start_run()
-    for request in (services.run_resume_request, services.run_replay_request, services.run_cancel):
+    for request in (run_resume_request, run_replay_request, run_cancel):
         kwargs: dict[str, Any] = {"run_id": run.run_id, "actor": approver, "source": Source.WEB}
-        if request is services.run_resume_request:
+        if request is run_resume_request:
             kwargs["resume_data"] = None
         with pytest.raises(PermissionDenied):
             request(**kwargs)

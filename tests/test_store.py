@@ -29,7 +29,7 @@ from neurocore.persistence import (
 )
 
 from runs.models import Checkpoint, Run, Step
-from runs.store import DjangoRunStore
+from runs.store import DjangoRunStore, neurocore_status
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -427,7 +427,9 @@ def test_each_call_is_one_query(django_assert_num_queries: Any) -> None:
 
 @pytest.mark.django_db
 def test_model_choices_mirror_neurocore_statuses() -> None:
-    assert sorted(Run.Status.values) == sorted(s.value for s in RunStatus)
+    # Every NeuroCore status, plus "rejected", which NeuroCore reads as failed.
+    assert sorted(Run.Status.values) == sorted([*(s.value for s in RunStatus), "rejected"])
+    assert {neurocore_status(value) for value in Run.Status.values} == set(RunStatus)
     assert sorted(Step.Status.values) == sorted(s.value for s in StepStatus)
 
 
@@ -472,6 +474,7 @@ def test_checkpoint_store_round_trips_and_deletes() -> None:
                 "created_at": T0,
                 "updated_at": T0 + timedelta(seconds=1),
                 "duration_ms": 2.5,
+                "awaits_decision": False,
             },
         ),
         (

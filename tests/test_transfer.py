@@ -156,10 +156,10 @@ def test_a_malformed_run_aborts_the_whole_import(runs_db: Path) -> None:
 def test_export_streams_runs_with_steps_and_decisions_and_imports_back(tmp_path: Path) -> None:
     approver = make_user("ada", "Approvers")
     decided = start_run(amount=1)
-    from runs import services
     from runs.models import Source
+    from runs.services.decisions import decision_record
 
-    services.decision_record(
+    decision_record(
         run_id=decided.run_id,
         approved=True,
         note="ok",

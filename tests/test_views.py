@@ -51,7 +51,7 @@ def test_inbox_lists_waiting_runs_oldest_first_with_what_they_ask(approver_clien
 
     assert response.status_code == 200
     rows = response.context["rows"]
-    assert [run.run_id for run, _ in rows] == [first.run_id, second.run_id]
+    assert [run.run_id for run, _, _ in rows] == [first.run_id, second.run_id]
     html = response.content.decode()
     assert "Approve the payment?" in html
     assert "Editor: publish this draft?" in html
@@ -80,8 +80,8 @@ def test_inbox_queries_do_not_grow_with_the_number_of_runs(
     with django_assert_num_queries(len(few)):
         response = approver_client.get(INBOX)
     assert len(response.context["rows"]) == 13
-    # session, user, permissions (2), scopes, blueprints, runs; no session write
-    assert len(few) <= 7
+    # session, user, permissions (2), scopes, blueprints, runs, reopenings; no session write
+    assert len(few) <= 8
 
 
 def test_a_viewer_sees_an_inbox_without_decisions(client: Client, viewer: Any) -> None:
@@ -136,7 +136,7 @@ def test_approve_records_redirects_and_shows_progress_then_the_result(
     response = approver_client.post(review_url(run), form_data(run, note="paid"), follow=True)
 
     assert response.redirect_chain == [(review_url(run), 302)]
-    assert messages_of(response) == ["Approved. The run resumes in the background."]
+    assert messages_of(response) == ["Approved. The run continues in the background."]
     html = response.content.decode()
     assert "Resuming the run" in html
     assert '<meta http-equiv="refresh" content="2">' in html
@@ -150,15 +150,17 @@ def test_approve_records_redirects_and_shows_progress_then_the_result(
     assert 'http-equiv="refresh"' not in html
 
 
-def test_reject_with_a_note_fails_the_run_and_shows_the_error(approver_client: Client) -> None:
+def test_a_rejection_ends_the_run_rejected_with_the_note(approver_client: Client) -> None:
     run = start_run()
     approver_client.post(review_url(run), form_data(run, "reject", "duplicate invoice"))
     run_queued_tasks()
     html = approver_client.get(review_url(run)).content.decode()
-    assert "The run failed" in html
-    assert "duplicate invoice" in html
+    assert "The run was rejected and has ended." in html
+    assert "Rejected</strong> by ada@example.com at" in html
+    assert "“duplicate invoice”" in html
+    assert "The run failed" not in html
     run.refresh_from_db()
-    assert run.status == Run.Status.FAILED
+    assert run.status == Run.Status.REJECTED
 
 
 def test_the_next_gate_is_shown_after_the_first_is_approved(approver_client: Client) -> None:
@@ -201,13 +203,32 @@ def test_missing_fields_are_explained(approver_client: Client) -> None:
     assert not Decision.objects.exists()
 
 
-def test_a_stale_form_is_refused(approver_client: Client) -> None:
+def test_a_stale_tab_is_told_who_decided_what_and_keeps_the_typed_note(
+    approver_client: Client,
+) -> None:
     run = start_run("two_gates.yaml")
     stale = form_data(run)
     approver_client.post(review_url(run), stale)
     run_queued_tasks()  # the run moved on to the second gate
-    response = approver_client.post(review_url(run), stale, follow=True)
-    assert "moved on since the page was opened" in messages_of(response)[-1]
+    other = Client()
+    other.force_login(make_user("bea", "Approvers"))
+    typed = "The headline has a typo;\nfix it before it goes out."
+    response = other.post(review_url(run), {**stale, "decision": "reject", "note": typed})
+
+    assert response.status_code == 409
+    [message] = messages_of(response)
+    assert re.fullmatch(
+        r"Already decided: ada@example\.com approved this at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC "
+        r'\("fine"\)\. The run has moved on: it now waits at \'legal_review\', a new question\. '
+        r"Nothing was changed\.",
+        message,
+    )
+    form = response.context["form"]
+    assert form.initial["note"] == typed  # kept, for the new question
+    assert form.initial["gate"] == "legal_review"
+    html = response.content.decode()
+    assert "A new question." in html
+    assert "Legal: cleared to publish?" in html
     assert Decision.objects.count() == 1
 
 
@@ -217,9 +238,7 @@ def test_deciding_twice_names_who_decided(approver_client: Client) -> None:
     other = Client()
     other.force_login(make_user("bea", "Approvers"))
     response = other.post(review_url(run), form_data(run, "reject", "no"), follow=True)
-    assert messages_of(response)[0].startswith(
-        "Already decided: ada@example.com approved this run at"
-    )
+    assert messages_of(response)[0].startswith("Already decided: ada@example.com approved this at")
     assert Decision.objects.count() == 1
 
 
@@ -315,9 +334,10 @@ def test_twenty_approvers_posting_at_once_get_one_decision_and_clear_messages() 
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(post, clients))
 
-    assert all(status == 200 for status, _ in results)
+    # The winner is redirected to the page (200); the others are refused on it (409).
+    assert sorted(status for status, _ in results) == [200] + [409] * 19
     texts = [text for _, text in results]
-    assert texts.count("Approved. The run resumes in the background.") == 1
+    assert texts.count("Approved. The run continues in the background.") == 1
     assert sum(t.startswith("Already decided: ") for t in texts) == 19
     assert Decision.objects.count() == 1
     assert RunAction.objects.count() == 1

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs import services
 from runs.models import Decision, Run, RunAction, Source
+from runs.services.decisions import decision_record
+from runs.services.recovery import run_actions_recover
+from runs.worker import LEASE_LOCK_CLASS, MAX_ATTEMPTS
 from tests.conftest import start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,7 +42,7 @@ def hold_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def decide(run: Run, approver: Any) -> RunAction:
-    decision = services.decision_record(
+    decision = decision_record(
         run_id=run.run_id,
         approved=True,
         note="go",
@@ -105,3 +111,183 @@ def test_a_worker_killed_mid_resume_is_replaced_within_a_minute(
         "transfer",
         "finish",
     ]
+
+
+# -- a decision runs once, whatever happens to its worker ------------------------------
+
+FAST = {  # seconds: heartbeat, silence before another worker may take over, watchdog
+    "RESUME_HEARTBEAT_INTERVAL": "0.5",
+    "RESUME_STALE_AFTER": "2",
+    "RESUME_WATCHDOG_INTERVAL": "0.5",
+}
+MORE_THAN_STALE = 6  # seconds: three stale timeouts, time for a takeover to happen
+
+
+@pytest.fixture
+def count_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file the step after the gate (``transfer``) adds a line to each time it starts."""
+    counted = tmp_path / "transfer.count"
+    monkeypatch.setenv("CONSOLE_TEST_COUNT_FILE", str(counted))
+    return counted
+
+
+def executions(count_file: Path) -> int:
+    return len(count_file.read_text().splitlines()) if count_file.exists() else 0
+
+
+def started_transfer(
+    approver: Any, start_worker: Any, hold_file: Path, count_file: Path
+) -> tuple[Run, RunAction, Any]:
+    """A decided run whose worker A is inside the step after the gate, held there."""
+    run = start_run("slow_after_gate.yaml")
+    hold_file.touch()
+    resumption = decide(run, approver)
+    worker_a = start_worker("worker-a", **FAST)
+    wait_for(lambda: executions(count_file) == 1, timeout=60, what="worker A to start transfer")
+    return run, resumption, worker_a
+
+
+def finishes_once(run: Run, resumption: RunAction, count_file: Path) -> RunAction:
+    wait_for(
+        lambda: RunAction.objects.get(pk=resumption.pk).state == "done",
+        timeout=60,
+        what="the resume to finish",
+    )
+    resumption.refresh_from_db()
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+    assert resumption.outcome_status == "completed"
+    assert executions(count_file) == 1, "the step after the gate ran more than once"
+    assert [s.component for s in run.steps.order_by("step_index")] == [
+        "prepare",
+        "finance_review",
+        "transfer",
+        "finish",
+    ]
+    return resumption
+
+
+def test_a_frozen_worker_keeps_its_resume_and_the_step_runs_once(
+    approver: Any, start_worker: Any, hold_file: Path, count_file: Path, record_property: Any
+) -> None:
+    run, resumption, worker_a = started_transfer(approver, start_worker, hold_file, count_file)
+    task_id = RunAction.objects.get(pk=resumption.pk).task_id
+
+    worker_a.send_signal(signal.SIGSTOP)  # frozen past the stale timeout, still alive
+    start_worker("worker-b", **FAST)
+    time.sleep(MORE_THAN_STALE)
+    held = RunAction.objects.get(pk=resumption.pk)
+    assert (held.state, held.task_id, held.attempts) == ("running", task_id, 1)
+
+    hold_file.unlink()
+    worker_a.send_signal(signal.SIGCONT)
+    resumption = finishes_once(run, resumption, count_file)
+    assert resumption.attempts == 1
+    record_property("post_gate_executions_sigstop", executions(count_file))
+
+
+def lease_holders(action_id: int) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
+            "AND objid = %s AND granted",
+            [LEASE_LOCK_CLASS, action_id],
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def terminate(where: str, params: list[Any]) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {where}", params
+        )
+        return len(cursor.fetchall())
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_a_lost_heartbeat_session_is_reopened_and_nobody_takes_over(
+    approver: Any, start_worker: Any, hold_file: Path, count_file: Path, record_property: Any
+) -> None:
+    run, resumption, _ = started_transfer(approver, start_worker, hold_file, count_file)
+    start_worker("worker-b", **FAST)
+    wait_for(lambda: len(lease_holders(resumption.pk)) == 1, timeout=10, what="the lease")
+    [heartbeat] = lease_holders(resumption.pk)
+
+    assert terminate("pid = %s", [heartbeat]) == 1  # only the heartbeat's session
+    wait_for(
+        lambda: lease_holders(resumption.pk) not in ([], [heartbeat]),
+        timeout=10,
+        what="worker A to reopen its heartbeat session and take its lease again",
+    )
+    time.sleep(MORE_THAN_STALE)
+    held = RunAction.objects.get(pk=resumption.pk)
+    assert (held.state, held.attempts) == ("running", 1)
+
+    hold_file.unlink()
+    assert finishes_once(run, resumption, count_file).attempts == 1
+    record_property("post_gate_executions_heartbeat_terminated", executions(count_file))
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_all_the_workers_sessions_terminated_mid_step_and_the_step_runs_once(
+    approver: Any, start_worker: Any, hold_file: Path, count_file: Path, record_property: Any
+) -> None:
+    run, resumption, worker_a = started_transfer(approver, start_worker, hold_file, count_file)
+    start_worker("worker-b", **FAST)
+    # As a PostgreSQL restart looks to worker A: every session of it ends, twice.
+    for _ in range(2):
+        assert terminate("application_name = %s", ["worker-a"]) >= 1
+        time.sleep(1)
+    hold_file.unlink()
+    assert finishes_once(run, resumption, count_file).attempts == 1
+    assert worker_a.poll() is None  # the worker lives on
+    record_property("post_gate_executions_all_sessions_terminated", executions(count_file))
+
+
+def test_a_killed_worker_is_replaced_and_only_the_step_in_flight_runs_again(
+    approver: Any, start_worker: Any, hold_file: Path, count_file: Path, record_property: Any
+) -> None:
+    run, resumption, worker_a = started_transfer(approver, start_worker, hold_file, count_file)
+    worker_a.send_signal(signal.SIGKILL)
+    worker_a.wait()
+    hold_file.unlink()
+    start_worker("worker-b", **FAST)
+    wait_for(
+        lambda: RunAction.objects.get(pk=resumption.pk).state == "done",
+        timeout=60,
+        what="worker B to finish the resume",
+    )
+    resumption.refresh_from_db()
+    run.refresh_from_db()
+    assert (run.status, resumption.attempts) == (Run.Status.COMPLETED, 2)
+    # The step in flight at the kill ran again (documented: use the decision's id as
+    # its idempotency key); no completed step did.
+    assert executions(count_file) == 2
+    assert [s.component for s in run.steps.order_by("step_index")] == [
+        "prepare",
+        "finance_review",
+        "transfer",
+        "finish",
+    ]
+    assert run.final_context["data"]["approval"]["decision_id"] == resumption.decision_id
+    record_property("post_gate_executions_sigkill", executions(count_file))
+
+
+def test_an_action_whose_workers_keep_dying_is_interrupted_for_an_operator(
+    approver: Any,
+) -> None:
+    run = start_run()
+    resumption = decide(run, approver)
+    long_ago = timezone.now() - timedelta(hours=1)
+    RunAction.objects.filter(pk=resumption.pk).update(
+        state="running",
+        attempts=MAX_ATTEMPTS,
+        heartbeat_at=long_ago,
+        lease_owner=f"{socket.gethostname()}:{2**22 + 1}:0",  # a process that is not there
+    )
+    assert run_actions_recover() == 0
+    resumption.refresh_from_db()
+    assert resumption.state == RunAction.State.INTERRUPTED
+    assert "an operator should look at the run" in resumption.outcome_error
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUSPENDED  # nothing guessed

@@ -9,7 +9,8 @@ from typing import Any
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs import services
+from runs.errors import ConsoleError
+from runs.services.access import user_exists, user_provision
 
 ROLES = {"viewer": "Viewers", "approver": "Approvers", "operator": "Operators"}
 
@@ -61,14 +62,14 @@ class Command(BaseCommand):
             password = sys.stdin.readline().rstrip("\n")
             if not password:
                 raise CommandError("No password on standard input.")
-        generated = password is None and not services.user_exists(username)
+        generated = password is None and not user_exists(username)
         if generated:
             password = secrets.token_urlsafe(16)
         try:
-            user, created = services.user_provision(
+            user, created = user_provision(
                 username=username, email=email, groups=groups, password=password
             )
-        except services.ConsoleError as error:
+        except ConsoleError as error:
             raise CommandError(str(error)) from None
         verb = "Created" if created else "Updated"
         self.stdout.write(f"{verb} {user.get_username()} in {', '.join(sorted(groups))}.")

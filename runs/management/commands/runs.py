@@ -27,8 +27,12 @@ from rich.progress import Progress
 from rich.syntax import Syntax
 from rich.table import Table
 
-from runs import runtime, selectors, services
+from runs import runtime, selectors
+from runs.errors import ConsoleError
 from runs.models import Run, RunAction, Source
+from runs.services.decisions import decision_record
+from runs.services.imports import runs_import
+from runs.services.operations import run_reopen, run_replay_request, run_resume_request
 from runs.store import DjangoRunStore, parse_timestamp, run_record, step_record
 from runs.transfer import DECISION_FIELDS, UnreadableFile, export_line, open_runs_file
 
@@ -169,6 +173,13 @@ class Command(BaseCommand):
         approve.add_argument("--note", default="", help="Optional decision note.")
         self._add_actor_arguments(approve)
 
+        reopen = sub.add_parser(
+            "reopen", help="Send a rejected run back to its gate for a new decision."
+        )
+        reopen.add_argument("run_id", help="Run id (full or unique prefix).")
+        reopen.add_argument("--reason", required=True, help="Why it deserves a new decision.")
+        self._add_actor_arguments(reopen)
+
         run = sub.add_parser("run", help="Execute a blueprint of the NeuroCore project.")
         run.add_argument("blueprint", type=Path, help="Blueprint YAML (path or name).")
         run.add_argument(
@@ -190,7 +201,10 @@ class Command(BaseCommand):
     @staticmethod
     def _add_actor_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--by", default="", help="Who made the decision (a console user, else recorded as is)."
+            "--by",
+            default="",
+            help="The console user acting (username or email), whose permissions apply; "
+            "required to approve, reject or reopen.",
         )
         parser.add_argument(
             "--wait", action="store_true", help="Wait for the worker and print the result."
@@ -338,7 +352,7 @@ class Command(BaseCommand):
         run = self.resolve(run_id)
         user, identity = self.actor(by)
         action = self.call(
-            services.run_replay_request,
+            run_replay_request,
             "Replay failed",
             run_id=run.run_id,
             actor=user,
@@ -352,7 +366,7 @@ class Command(BaseCommand):
         run = self.resolve(run_id)
         user, identity = self.actor(by)
         action = self.call(
-            services.run_resume_request,
+            run_resume_request,
             "Resume failed",
             run_id=run.run_id,
             resume_data=resume_data,
@@ -366,23 +380,49 @@ class Command(BaseCommand):
         self, *, run_id: str, reject: bool, note: str, by: str, wait: bool, **_: Any
     ) -> None:
         run = self.resolve(run_id)
-        user, identity = self.actor(by)
+        user, _ = self.actor(by)
         verb = "Rejection" if reject else "Approval"
+        if user is None:
+            raise CommandError(
+                f"{verb} failed: name the console user who decides with --by (username or "
+                "email). A decision is a person's, made with their permissions"
+                + (f"; no console user is '{by}'." if by else "."),
+                returncode=FAILURE,
+            )
+        suspension = run.suspension
         decision = self.call(
-            services.decision_record,
+            decision_record,
             f"{verb} failed",
             run_id=run.run_id,
             approved=not reject,
             note=note,
-            shown_gate=run.suspended_at_node or "",
-            shown_suspended_at=run.updated_at,
+            shown_gate=suspension.gate if suspension else "",
+            shown_suspended_at=suspension.since if suspension else run.updated_at,
             actor=user,
-            identity=identity,
             source=Source.CLI,
         )
         action = "rejected" if reject else "approved"
         self.render(f"[green]Run {action}.[/green]")
         self.follow(decision.resumption, wait=wait, verb="Resume")
+
+    def handle_reopen(self, *, run_id: str, reason: str, by: str, wait: bool, **_: Any) -> None:
+        run = self.resolve(run_id)
+        user, _ = self.actor(by)
+        if user is None:
+            raise CommandError(
+                "Reopen failed: name the console user who reopens with --by (username or "
+                "email); reopening needs the right to decide the run.",
+                returncode=FAILURE,
+            )
+        action = self.call(
+            run_reopen,
+            "Reopen failed",
+            run_id=run.run_id,
+            reason=reason,
+            actor=user,
+            source=Source.CLI,
+        )
+        self.follow(action, wait=wait, verb="Reopen")
 
     def handle_run(self, *, blueprint: Path, data: list[str], **_: Any) -> None:
         initial_data = parse_data(data) if data else None
@@ -406,7 +446,7 @@ class Command(BaseCommand):
             # Refreshed per batch, not by a thread competing with the import.
             with Progress(console=console, transient=True, auto_refresh=False) as progress:
                 bar = progress.add_task(f"Importing {path.name}", total=runs_file.total)
-                summary = services.runs_import(
+                summary = runs_import(
                     runs_file=runs_file,
                     dry_run=dry_run,
                     batch_size=batch_size,
@@ -452,7 +492,7 @@ class Command(BaseCommand):
         """Call a service; its refusal is one line on stderr and exit code 1."""
         try:
             return service(**kwargs)
-        except (services.ConsoleError, PermissionDenied) as error:
+        except (ConsoleError, PermissionDenied) as error:
             raise CommandError(f"{failure}: {error}", returncode=FAILURE) from None
 
     def follow(self, action: RunAction, *, wait: bool, verb: str) -> None:
@@ -465,10 +505,17 @@ class Command(BaseCommand):
             )
             return
         self.stderr.write(f"{verb} queued; waiting for the worker (manage.py db_worker)…")
-        while action.state != RunAction.State.DONE:
+        while action.is_open:
             time.sleep(WAIT_POLL_SECONDS)
             action.refresh_from_db()
         run = selectors.run_by_id(target)
+        if action.state == RunAction.State.INTERRUPTED:
+            raise CommandError(f"{verb} interrupted: {action.outcome_error}", returncode=FAILURE)
+        if action.outcome_status == Run.Status.REJECTED:
+            raise CommandError(
+                f"{verb}: the run was rejected. {run.error if run else ''}".strip(),
+                returncode=FAILURE,
+            )
         if action.outcome_status == Run.Status.FAILED or run is None:
             raise CommandError(
                 f"{verb} failed: {action.outcome_error or 'the run failed'}", returncode=FAILURE

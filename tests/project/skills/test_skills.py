@@ -65,11 +65,16 @@ class SyncHoldSkill(Skill):
 
 
 class HoldWhileFlagSkill(Skill):
-    """Block while the file named by $CONSOLE_TEST_HOLD_FILE exists (at most two minutes)."""
+    """Block while the file named by $CONSOLE_TEST_HOLD_FILE exists (at most two minutes);
+    count each start in $CONSOLE_TEST_COUNT_FILE."""
 
     skill_meta = SkillMeta(name="hold_while_flag", version="1.0.0", provides=["held"])
 
     def process(self, context: FlowContext) -> FlowContext:
+        # Each start appends a line to $CONSOLE_TEST_COUNT_FILE: how often the step ran.
+        if count := os.environ.get("CONSOLE_TEST_COUNT_FILE"):
+            with open(count, "a") as runs:
+                runs.write(f"{os.getpid()}\n")
         flag = os.environ.get("CONSOLE_TEST_HOLD_FILE")
         deadline = time.monotonic() + 120
         while flag and Path(flag).exists() and time.monotonic() < deadline:

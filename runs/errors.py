@@ -1,0 +1,65 @@
+"""What the console refuses, with messages meant for the person asking.
+
+Raised by services and the worker, shown as they are by views, the admin and
+the command line. Nothing here imports beyond the models.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from runs.models import Decision, RunAction
+
+
+def when(instant: object) -> str:
+    """An instant as the console writes it in messages: ``2026-11-30 10:02:03 UTC``."""
+    return timezone.localtime(instant).strftime("%Y-%m-%d %H:%M:%S %Z")  # type: ignore[arg-type]
+
+
+class ConsoleError(Exception):
+    """A request the console refuses, with a message meant for the person asking."""
+
+
+class RunNotFound(ConsoleError):
+    """No run has the given id."""
+
+
+class DecisionRefused(ConsoleError):
+    """The decision cannot be recorded (not waiting, stale, invalid)."""
+
+
+class AlreadyDecided(DecisionRefused):
+    """Someone decided the suspension the person was shown first."""
+
+    def __init__(self, decision: Decision, *, now_waiting_at: str | None = None) -> None:
+        note = f' ("{decision.note}")' if decision.note else ""
+        moved = (
+            f" The run has moved on: it now waits at '{now_waiting_at}', a new question."
+            if now_waiting_at
+            else ""
+        )
+        super().__init__(
+            f"Already decided: {decision.decided_by_identity} {decision.verdict.label.lower()} "
+            f"this at {when(decision.decided_at)}{note}.{moved} Nothing was changed."
+        )
+        self.decision = decision
+
+
+class ActionInFlight(ConsoleError):
+    """Another action on the run is queued or running: one at a time."""
+
+    def __init__(self, action: RunAction) -> None:
+        super().__init__(
+            f"A {action.get_kind_display().lower()} of this run, asked by "
+            f"{action.requested_by_identity} at {when(action.requested_at)}, is "
+            f"{action.get_state_display().lower()}. Wait for it to finish; nothing was changed."
+        )
+        self.action = action
+
+
+class LeaseLost(Exception):
+    """This worker no longer holds the action it was running: another worker took it."""
+
+
+class WorkerLost(Exception):
+    """The worker running a task stopped answering (killed or hung)."""
