@@ -61,5 +61,9 @@ class LeaseLost(Exception):
     """This worker no longer holds the action it was running: another worker took it."""
 
 
+class ProgressUnknown(Exception):
+    """A lost worker's resume cannot be run again without repeating completed steps."""
+
+
 class WorkerLost(Exception):
     """The worker running a task stopped answering (killed or hung)."""

@@ -46,10 +46,11 @@ def check_action(
     ``open_action`` is the run's queued or running action, if any.
     Raises ``PermissionDenied`` (no permission) or ``ConsoleError`` (not now).
     """
+    _check_permission(kind, run, actor)
+    if open_action is not None:
+        raise ActionInFlight(open_action)
     match kind:
         case RunAction.Kind.RESUME:
-            if actor is not None and not can_operate(actor, run):
-                raise PermissionDenied("You may not resume this run.")
             if run.status == Run.Status.REJECTED:
                 raise ConsoleError(
                     f"This run was rejected at '{run.suspended_at_node}'. A rejection is an "
@@ -70,30 +71,39 @@ def check_action(
                     "Nothing was changed."
                 )
         case RunAction.Kind.REOPEN:
-            if actor is None or not can_decide(actor, run):
-                raise PermissionDenied(
-                    "You may not reopen this run: that needs the right to decide it."
-                )
             if run.status != Run.Status.REJECTED:
                 raise ConsoleError(
                     f"This run is {run.get_status_display().lower()}, not rejected: there is "
                     "nothing to reopen. Nothing was changed."
                 )
         case RunAction.Kind.REPLAY:
-            if actor is not None and not can_operate(actor, run):
-                raise PermissionDenied("You may not replay this run.")
+            if isinstance(run.initial_data, dict) and "resume_data" in run.initial_data:
+                raise ConsoleError(
+                    "This run's inputs carry 'resume_data', which would answer its "
+                    "approval gates without a decision: it cannot be replayed. "
+                    "Nothing was changed."
+                )
         case RunAction.Kind.CANCEL:
-            if actor is not None and not can_operate(actor, run):
-                raise PermissionDenied("You may not cancel this run.")
             if not run.is_cancellable:
                 raise ConsoleError(
                     f"This run is {run.get_status_display().lower()}: only waiting or running "
                     "runs can be cancelled. Nothing was changed."
                 )
+
+
+def _check_permission(kind: str, run: Run, actor: Actor | None) -> None:
+    """Raise ``PermissionDenied`` unless ``actor`` may take action ``kind`` on ``run``."""
+    match kind:
+        case RunAction.Kind.REOPEN:
+            if actor is None or not can_decide(actor, run):
+                raise PermissionDenied(
+                    "You may not reopen this run: that needs the right to decide it."
+                )
+        case RunAction.Kind.RESUME | RunAction.Kind.REPLAY | RunAction.Kind.CANCEL:
+            if actor is not None and not can_operate(actor, run):
+                raise PermissionDenied(f"You may not {kind} this run.")
         case RunAction.Kind.DELETE:
             if actor is not None and not can_delete(actor, run):
                 raise PermissionDenied("You may not delete runs.")
         case _:
             raise ConsoleError(f"Unknown action {kind!r}.")
-    if open_action is not None:
-        raise ActionInFlight(open_action)

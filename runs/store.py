@@ -47,7 +47,7 @@ from flowengine import Checkpoint as FlowCheckpoint
 from flowengine import CheckpointStore
 from neurocore.persistence import RunRecord, RunStatus, RunStore, StepRecord, StepStatus
 
-from runs.models import Checkpoint, Run, Step, approval_gates
+from runs.models import Checkpoint, Decision, Run, Step, approval_gates
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +183,10 @@ UPSERT_STEP = PreparedUpsert(
 UPSERT_CHECKPOINT = PreparedUpsert(
     Checkpoint, unique_fields=["checkpoint_id"], update_fields=CHECKPOINT_UPDATE_FIELDS
 )
+
+
+class GateNotDecided(PermissionError):
+    """A write would take a run past an approval gate nobody decided in the console."""
 
 
 class UnknownRunError(LookupError):
@@ -345,8 +349,12 @@ class DjangoRunStore(RunStore):
 
     # -- runs ----------------------------------------------------------------
     def save_run(self, run: RunRecord) -> str:
+        """Upsert the run (as ``SQLiteRunStore``). Raises ``GateNotDecided`` when the run
+        waits at an approval gate here and this write would take it past the gate
+        without a ``Decision`` on that suspension: the one rule of approvals holds for
+        every writer, agents included."""
         row = run_values(run)
-        self._write(UPSERT_RUN.execute, row, self._using)
+        self._write(self._save_run_row, row)
         return run.run_id
 
     def load_run(self, run_id: str) -> RunRecord | None:
@@ -385,6 +393,33 @@ class DjangoRunStore(RunStore):
         return [step_record(row) for row in rows]
 
     # -- ORM work (runs on the calling or the helper thread) -------------------
+    def _save_run_row(self, row: dict[str, Any]) -> None:
+        waiting = (
+            Run.objects.using(self._using)
+            .filter(pk=row["run_id"], awaits_decision=True, status=Run.Status.SUSPENDED)
+            .values_list("suspended_at_node", "updated_at")
+            .first()
+        )
+        if waiting is not None:
+            gate, since = waiting
+            same_suspension = (row["status"], row["suspended_at_node"], row["updated_at"]) == (
+                Run.Status.SUSPENDED,
+                gate,
+                since,
+            )
+            decided = (
+                Decision.objects.using(self._using)
+                .filter(run_id=row["run_id"], gate=gate, suspended_at=since)
+                .exists()
+            )
+            if not (same_suspension or decided):
+                raise GateNotDecided(
+                    f"Run {row['run_id']} waits for a decision at the approval gate "
+                    f"'{gate}'. Only a decision recorded in the console (its review page, "
+                    "or manage.py runs approve) passes it. Nothing was saved."
+                )
+        UPSERT_RUN.execute(row, self._using)
+
     def _load_run_row(self, run_id: str) -> Run | None:
         return Run.objects.using(self._using).filter(run_id=run_id).first()
 
@@ -447,7 +482,7 @@ class DjangoCheckpointStore(CheckpointStore):
 
 def stored_status(status: RunStatus, error: str | None) -> str:
     """The console's status for NeuroCore's: a run failed by a rejection is ``rejected``."""
-    if status == RunStatus.FAILED and error and REJECTION_ERROR in error:
+    if status == RunStatus.FAILED and error and error.startswith(REJECTION_ERROR):
         return Run.Status.REJECTED
     return str(status)
 

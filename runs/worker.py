@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,8 @@ from neurocore.runtime.blueprint import Blueprint
 from neurocore.runtime.executor import execute_blueprint_tracked, resume_blueprint
 
 from runs import runtime
-from runs.errors import LeaseLost
-from runs.models import Run, RunAction
+from runs.errors import LeaseLost, ProgressUnknown
+from runs.models import Run, RunAction, Step
 from runs.store import DjangoRunStore, reconnecting
 
 logger = logging.getLogger(__name__)
@@ -249,6 +250,16 @@ def run_action_execute(*, action_id: int, task_id: str) -> RunAction | None:
         except LeaseLost:
             logger.warning("Action %s was taken over by another worker; stopped.", action_id)
             return None
+        except ProgressUnknown as unknown:
+            logger.error("Action %s cannot safely be run again: %s", action_id, unknown)
+            _close(
+                action_id,
+                task_id,
+                state=RunAction.State.INTERRUPTED,
+                outcome_error=f"{unknown} An operator should check the run.",
+            )
+            action.refresh_from_db()
+            return action
         except DatabaseError as error:
             logger.error("Action %s lost the database mid-run: %s", action_id, error)
             _close(
@@ -296,6 +307,9 @@ def _resume_through_neurocore(action: RunAction, fence: Callable[[], None]) -> O
     elif action.kind == RunAction.Kind.RESUME and not run.is_resumable:
         return Outcome(status=run.status, error=f"The run is {run.status}; nothing to resume.")
 
+    resume_data = action.resume_data
+    if action.attempts > 1 and _restore_progress(run, since=action.requested_at):
+        resume_data = None  # the gate is among the steps done: it has its answer
     project = runtime.current_project()
     store = DjangoRunStore(fence=fence)
     error = ""
@@ -304,7 +318,7 @@ def _resume_through_neurocore(action: RunAction, fence: Callable[[], None]) -> O
             run.run_id,
             project.registry,
             project.config,
-            resume_data=action.resume_data,
+            resume_data=resume_data,
             run_store=store,
         )
     except (LeaseLost, DatabaseError):
@@ -318,6 +332,33 @@ def _resume_through_neurocore(action: RunAction, fence: Callable[[], None]) -> O
         store.close()
     run.refresh_from_db()
     return _outcome_of(run, error)
+
+
+def _restore_progress(run: Run, *, since: datetime) -> bool:
+    """Before an attempt after a lost worker: make the steps it completed count as done.
+
+    NeuroCore's async resume saves the run (its checkpoint) only when it ends,
+    so a resume started again would run every step after the suspension again.
+    The steps themselves are saved as they complete, each with a snapshot of the
+    context after it: the last one becomes the run's checkpoint, and NeuroCore
+    skips what it lists as completed. Returns whether there was progress to keep.
+    Raises ``ProgressUnknown`` when steps completed but cannot be skipped safely
+    (no snapshots kept, or a graph whose branches finish in any order).
+    """
+    done = Step.objects.filter(
+        run_id=run.run_id, status=Step.Status.COMPLETED, started_at__gte=since
+    ).order_by("-step_index")
+    last = done.first()
+    if last is None:
+        return False
+    if run.flow_type != "sequential" or not isinstance(last.context_snapshot, dict):
+        raise ProgressUnknown(
+            f"{done.count()} step(s) completed before the worker was lost, and NeuroCore "
+            "kept no context to continue from (persist_step_snapshots off, or a graph "
+            "flow): running the resume again would repeat them."
+        )
+    Run.objects.filter(pk=run.run_id).update(final_context=last.context_snapshot)
+    return True
 
 
 def _replay_through_neurocore(action: RunAction, fence: Callable[[], None]) -> Outcome:

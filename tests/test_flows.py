@@ -25,7 +25,7 @@ from neurocore.persistence import RunRecord, RunStatus, StepStatus
 from neurocore.runtime.blueprint import Blueprint
 from neurocore.runtime.executor import execute_blueprint_tracked, resume_blueprint
 
-from runs.models import Checkpoint, Run, Step
+from runs.models import Checkpoint, Decision, Run, Source, Step
 from runs.runtime import NeuroCoreProject
 from runs.store import DjangoRunStore
 from tests.conftest import database_url
@@ -55,7 +55,21 @@ def start(
 def decide(
     project: NeuroCoreProject, store: DjangoRunStore, run_id: str, *, approved: bool, note: str = ""
 ) -> RunRecord:
-    """Resume a suspended run with an approval decision, as the console does."""
+    """Record a decision on the run's suspension, then resume it with that decision
+    through NeuroCore, as the console's worker does (the store refuses to pass an
+    undecided gate)."""
+    waiting = Run.objects.get(pk=run_id)
+    Decision.objects.create(
+        run=waiting,
+        gate=waiting.suspended_at_node,
+        suspended_at=waiting.updated_at,
+        approved=approved,
+        note=note,
+        decided_by_identity="ada@example.com",
+        source=Source.CLI,
+        gate_message=waiting.suspension_reason or "",
+        evidence_digest="",
+    )
     with contextlib.suppress(ExecutionError):
         resume_blueprint(
             run_id,

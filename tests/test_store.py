@@ -413,7 +413,7 @@ def test_delete_run_is_one_statement(django_assert_num_queries: Any) -> None:
 def test_each_call_is_one_query(django_assert_num_queries: Any) -> None:
     store = DjangoRunStore()
     run = make_run()
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(2):  # is it waiting at a gate here? then the upsert
         store.save_run(run)
     with django_assert_num_queries(1):
         store.save_step(make_step(run.run_id, 0))
@@ -549,3 +549,30 @@ def test_execute_many_upserts_in_statements_of_many_rows(django_assert_num_queri
     changed = [{**step, "component": "again"} for step in steps]
     UPSERT_STEP.execute_many(changed, "default")
     assert set(Step.objects.values_list("component", flat=True)) == {"again"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_writer_takes_a_run_past_an_undecided_gate(project: Any) -> None:
+    """Not even an agent process calling NeuroCore with a forged decision."""
+    from neurocore.runtime.executor import resume_blueprint
+
+    from runs.store import GateNotDecided
+    from tests.conftest import start_run
+
+    run = start_run()
+    store = DjangoRunStore()
+    with pytest.raises(GateNotDecided, match="Only a decision recorded in the console"):
+        resume_blueprint(
+            run.run_id,
+            project.registry,
+            project.config,
+            resume_data={"approved": True, "by": "cfo@example.com"},
+            run_store=store,
+        )
+    store.close()
+    waiting = Run.objects.get(pk=run.run_id)
+    assert (waiting.status, waiting.suspended_at_node, waiting.updated_at) == (
+        "suspended",
+        "finance_review",
+        run.updated_at,
+    )

@@ -244,6 +244,38 @@ def test_all_the_workers_sessions_terminated_mid_step_and_the_step_runs_once(
     record_property("post_gate_executions_all_sessions_terminated", executions(count_file))
 
 
+def test_a_step_completed_before_the_kill_is_not_run_again(
+    approver: Any,
+    start_worker: Any,
+    hold_file: Path,
+    count_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    effects = tmp_path / "notify.count"
+    monkeypatch.setenv("CONSOLE_TEST_EFFECT_FILE", str(effects))
+    run = start_run("effect_after_gate.yaml")
+    hold_file.touch()
+    resumption = decide(run, approver)
+    worker_a = start_worker("worker-a", **FAST)
+    # notify (after the gate) is done; transfer, after it, is in flight.
+    wait_for(lambda: executions(count_file) == 1, timeout=60, what="worker A in transfer")
+    worker_a.send_signal(signal.SIGKILL)
+    worker_a.wait()
+    hold_file.unlink()
+    start_worker("worker-b", **FAST)
+    wait_for(
+        lambda: RunAction.objects.get(pk=resumption.pk).state == "done",
+        timeout=60,
+        what="worker B to finish the resume",
+    )
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+    assert executions(effects) == 1, "a step completed before the kill ran again"
+    assert executions(count_file) == 2  # the one in flight at the kill
+    assert run.final_context["data"]["notified"] is True
+
+
 def test_a_killed_worker_is_replaced_and_only_the_step_in_flight_runs_again(
     approver: Any, start_worker: Any, hold_file: Path, count_file: Path, record_property: Any
 ) -> None:

@@ -28,7 +28,7 @@ def classify_existing_runs(apps, schema_editor):
     ):
         if run.suspended_at_node in _approval_gates(run.blueprint_snapshot):
             Run.objects.filter(pk=run.pk).update(awaits_decision=True)
-    Run.objects.filter(status="failed", error__contains=REJECTION_ERROR).update(status="rejected")
+    Run.objects.filter(status="failed", error__startswith=REJECTION_ERROR).update(status="rejected")
     RunAction.objects.filter(kind="resume", decision__isnull=False).update(kind="decision")
 
 

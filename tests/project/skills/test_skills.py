@@ -81,3 +81,16 @@ class HoldWhileFlagSkill(Skill):
             time.sleep(0.1)
         context.set("held", True)
         return context
+
+
+class EffectSkill(Skill):
+    """A side effect: each run appends a line to $CONSOLE_TEST_EFFECT_FILE."""
+
+    skill_meta = SkillMeta(name="effect", version="1.0.0", provides=["notified"])
+
+    def process(self, context: FlowContext) -> FlowContext:
+        if effects := os.environ.get("CONSOLE_TEST_EFFECT_FILE"):
+            with open(effects, "a") as done:
+                done.write(f"{os.getpid()}\n")
+        context.set("notified", True)
+        return context
