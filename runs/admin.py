@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ALL_VAR, ORDER_VAR, PAGE_VAR, ChangeList
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
@@ -22,7 +23,10 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from runs import selectors
+from runs import (
+    converters,  # noqa: F401 — registers <run_id:…>
+    selectors,
+)
 from runs.filters import (
     BlueprintFilter,
     CreatedFilter,
@@ -38,7 +42,29 @@ from runs.services.access import access_change_record
 from runs.services.operations import runs_act
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ConsoleChangeList(ChangeList):
+    """Django's change list, with out-of-range dates in the date hierarchy refused.
+
+    Django 6.1.3 answers 500 for ``?decided_at__year=9999`` (fixed upstream
+    after that release) and for a year too large for a C long: both are a bad
+    parameter, shown as Django shows one (the list, unfiltered, with ``?e=1``).
+    """
+
+    def get_filters(self, request: HttpRequest) -> Any:
+        try:
+            return super().get_filters(request)
+        except (OverflowError, ValueError) as error:
+            raise IncorrectLookupParameters(error) from error
+
+
+class ConsoleModelAdmin(admin.ModelAdmin):
+    """What every admin of the console shares: its change list."""
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return ConsoleChangeList
+
+
+class ReadOnlyAdmin(ConsoleModelAdmin):
     """History is never edited: no add, change or delete through the admin."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -93,7 +119,7 @@ class RunPaginator(Paginator):
         )
 
 
-class RunChangeList(ChangeList):
+class RunChangeList(ConsoleChangeList):
     """Counts the steps of the page's runs only, in one query after paging.
 
     A per-row count in the listing query would be computed for every row an
@@ -125,6 +151,17 @@ ADMIN_RUN_ACTIONS = [
     RunAction.Kind.CANCEL,
     RunAction.Kind.DELETE,
 ]
+
+# The query parameters the runs list's filters read.
+RUN_FILTER_PARAMETERS = frozenset(
+    {
+        StatusFilter.parameter_name,
+        BlueprintFilter.parameter_name,
+        FlowTypeFilter.parameter_name,
+        HasErrorFilter.parameter_name,
+        *CreatedFilter.PARAMETERS,
+    }
+)
 
 # The list's query parameters that leave its count equal to a tally.
 TALLIED_PARAMETERS = {StatusFilter.parameter_name, PAGE_VAR, ORDER_VAR, ALL_VAR}
@@ -184,17 +221,17 @@ class RunAdmin(ReadOnlyAdmin):
     def get_urls(self) -> list[Any]:
         act = self.admin_site.admin_view(self.act_view)
         return [
-            path("<path:object_id>/act/<str:kind>/", act, name="runs_run_act"),
+            path("<run_id:object_id>/act/<str:kind>/", act, name="runs_run_act"),
             *super().get_urls(),
         ]
 
     def act_view(self, request: HttpRequest, object_id: str, kind: str) -> Any:
         """One action on one run, from its page: the same confirmation and services."""
-        if kind not in RunAction.Kind.values:
+        if kind not in ADMIN_RUN_ACTIONS:  # decisions and reopenings are the review page's
             raise Http404("No such action.")
-        queryset = Run.objects.filter(pk=unquote(object_id))
+        queryset = Run.objects.filter(pk=object_id)
         if not queryset.exists():
-            raise Http404(f"No run has the id “{unquote(object_id)}”.")
+            raise Http404(f"No run has the id “{object_id}”.")
         return self._confirm_and_run(request, queryset, kind, single=True)
 
     def _confirm_and_run(
@@ -213,6 +250,11 @@ class RunAdmin(ReadOnlyAdmin):
                 "updated_at",
             )
         )
+        if not runs:  # deleted meanwhile (by someone else, or in another tab)
+            self.message_user(
+                request, "The selected runs no longer exist. Nothing was done.", messages.WARNING
+            )
+            return redirect("admin:runs_run_changelist")
         form = ResumeDataForm(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and (kind != RunAction.Kind.RESUME or form.is_valid()):
             resume_data = (
@@ -233,9 +275,9 @@ class RunAdmin(ReadOnlyAdmin):
                     request, f"{len(done)} run(s): {verb} {outcome}.", messages.SUCCESS
                 )
             for run_id, reason in refused:
-                self.message_user(request, f"{run_id[:12]}: {reason}", messages.ERROR)
+                self.message_user(request, f"Run {run_id[:12]}: {reason}", messages.ERROR)
             if single and kind != RunAction.Kind.DELETE:
-                return redirect("admin:runs_run_change", runs[0].run_id)
+                return redirect("admin:runs_run_change", quote(runs[0].run_id))
             return redirect("admin:runs_run_changelist")
         preview = selectors.action_preview(kind, runs, request.user)
         context = {
@@ -258,6 +300,11 @@ class RunAdmin(ReadOnlyAdmin):
             .get_queryset(request)
             .defer("blueprint_snapshot", "initial_data", "final_context")
         )
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        """Only the list's own filters filter runs: another parameter (``?steps=1``, a
+        field lookup) is refused with a 400, not run against the database."""
+        return lookup in RUN_FILTER_PARAMETERS
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return RunChangeList
@@ -438,7 +485,7 @@ class RunActionAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
-class AccessAuditedAdmin(admin.ModelAdmin):
+class AccessAuditedAdmin(ConsoleModelAdmin):
     """Records every addition, change and deletion made here in the access audit."""
 
     audit_type = ""

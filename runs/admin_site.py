@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib.contenttypes import views as contenttype_views
+from django.contrib.contenttypes.models import ContentType
+from django.http import Http404, HttpRequest
+from django.urls import path
 
 from runs import charts, selectors
 from runs.models import Run
@@ -37,6 +40,30 @@ class ConsoleAdminSite(admin.AdminSite):
                 duration_sample=f"{selectors.DURATION_SAMPLE:,}",
             )
         return super().index(request, context)
+
+    def get_urls(self) -> list[Any]:
+        """The admin's URLs, with its ``r/`` shortcut limited to who may see the object."""
+        return [
+            path(
+                "r/<path:content_type_id>/<path:object_id>/",
+                self.admin_view(self.view_on_site),
+                name="view_on_site",
+            )
+            if getattr(pattern, "name", None) == "view_on_site"
+            else pattern
+            for pattern in super().get_urls()
+        ]
+
+    def view_on_site(self, request: HttpRequest, content_type_id: str, object_id: str) -> Any:
+        """Django's "view on site" redirect, for those who may view that kind of object;
+        a 404 for everyone else, so it tells nobody what exists."""
+        try:
+            content_type = ContentType.objects.get_for_id(int(content_type_id))
+        except (ValueError, OverflowError, ContentType.DoesNotExist):
+            raise Http404("No such object.") from None
+        if not request.user.has_perm(f"{content_type.app_label}.view_{content_type.model}"):
+            raise Http404("No such object.")
+        return contenttype_views.shortcut(request, content_type_id, object_id)
 
     def has_permission(self, request: HttpRequest) -> bool:
         """Staff, and everyone who may see runs (each page still checks its model's permissions)."""

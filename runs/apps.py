@@ -7,6 +7,7 @@ class RunsConfig(AppConfig):
     verbose_name = "Runs"
 
     def ready(self) -> None:
+        from runs import checks  # noqa: F401 — registers the console's system checks
         from runs.roles import ensure_roles
 
         # After auth's own post_migrate handler has created the permissions.

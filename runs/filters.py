@@ -134,8 +134,8 @@ class CreatedFilter(admin.ListFilter):
             queryset = queryset.filter(
                 created_at__gte=datetime.combine(start_day, time.min, tzinfo=now.tzinfo)
             )
-        if end_day := self._day("created_to"):
-            queryset = queryset.filter(
+        if (end_day := self._day("created_to")) and end_day < date.max:
+            queryset = queryset.filter(  # up to the end of that day (date.max: no bound)
                 created_at__lt=datetime.combine(
                     end_day + timedelta(days=1), time.min, tzinfo=now.tzinfo
                 )

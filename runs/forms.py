@@ -30,7 +30,8 @@ class DecisionForm(forms.Form):
             "(it has %(show_value)d)."
         },
     )
-    gate = forms.CharField(widget=forms.HiddenInput)
+    # Not stripped: a gate is named as NeuroCore named it, spaces and all.
+    gate = forms.CharField(widget=forms.HiddenInput, strip=False)
     suspended_at = forms.DateTimeField(widget=forms.HiddenInput)
 
     def clean(self) -> dict[str, Any]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 
 class SessionIdleRefreshMiddleware:
@@ -27,9 +28,37 @@ class SessionIdleRefreshMiddleware:
         response = self.get_response(request)
         session = getattr(request, "session", None)
         user = getattr(request, "user", None)
-        if session is None or user is None or not user.is_authenticated:
+        try:
+            if session is None or user is None or not user.is_authenticated:
+                return response
+        except DatabaseError:  # the session could not be read (database down): leave it
             return response
         now = int(time.time())
         if now - session.get(self.KEY, 0) >= self.REFRESH_SECONDS:
             session[self.KEY] = now  # modified: saved with a fresh expiry, cookie renewed
         return response
+
+
+class RefuseNulMiddleware:
+    """Refuses a request whose path or query holds a NUL character (400).
+
+    No run id, name or value the console holds contains NUL (the store refuses
+    it in ids; PostgreSQL text cannot hold it), so such a request can match
+    nothing; refused here, it never reaches a query that PostgreSQL would fail.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path or any(
+            "\x00" in key or "\x00" in value
+            for key, values in request.GET.lists()
+            for value in values
+        ):
+            return HttpResponseBadRequest(
+                "This address contains a NUL character (%00), which no run id or value "
+                "can contain. Nothing was looked up.",
+                content_type="text/plain; charset=utf-8",
+            )
+        return self.get_response(request)

@@ -3,7 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
+
+# A lone surrogate: legal in a Python str (and in NeuroCore's JSON), not in UTF-8.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def displayable(text: str) -> str:
+    """``text`` with each lone surrogate written as its JSON escape (``\\udcff``).
+
+    Lone surrogates cannot be encoded as UTF-8, so a page, email or terminal
+    holding one would fail; the escape shows the value, and inside JSON text it
+    is the same value (``json.loads`` gives the surrogate back).
+    """
+    return LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
 
 INPUT_SUMMARY_ITEMS = 3
 INPUT_SUMMARY_WIDTH = 40
@@ -15,22 +31,23 @@ def input_summary(data: Any) -> str:
         return "no inputs"
     items = []
     for key, value in list(data.items())[:INPUT_SUMMARY_ITEMS]:
-        text = json.dumps(value, ensure_ascii=False, default=str)
+        text = displayable(json.dumps(value, ensure_ascii=False, default=str))
         if len(text) > INPUT_SUMMARY_WIDTH:
             text = text[: INPUT_SUMMARY_WIDTH - 1] + "…"
-        items.append(f"{key}={text}")
+        items.append(f"{displayable(str(key))}={text}")
     more = len(data) - INPUT_SUMMARY_ITEMS
     return ", ".join(items) + (f" (+{more} more)" if more > 0 else "")
 
 
 def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    """``value`` as indented JSON for a page, displayable whatever it holds."""
+    return displayable(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str))
 
 
 def human_duration(milliseconds: float | None) -> str:
     """1.2 s, 340 ms, 3 min 5 s, 2 h 4 min; an em dash when unknown."""
-    if milliseconds is None:
-        return "—"
+    if milliseconds is None or not math.isfinite(milliseconds):
+        return "—"  # unknown, or a value no clock gives (NaN, infinity)
     if milliseconds < 1000:
         return f"{milliseconds:.0f} ms"
     seconds = milliseconds / 1000

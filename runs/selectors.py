@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db import DatabaseError, connection
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.db.models import Case, Count, Prefetch, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.tasks import TaskResultStatus
 from django.utils import timezone
@@ -21,6 +22,8 @@ from runs.errors import ConsoleError
 from runs.models import Decision, Run, RunAction, RunTally, Step
 from runs.permissions import DECIDE, Actor, allowed_blueprints, can_decide
 from runs.rules import check_action
+
+logger = logging.getLogger(__name__)
 
 
 def runs_awaiting_decision_for(user: Actor) -> QuerySet[Run]:
@@ -177,7 +180,8 @@ def health() -> dict[str, Any]:
             else None,
         }
     except DatabaseError as error:
-        report.update(ok=False, database=f"unreachable: {error}".strip())
+        logger.error("Health check: the database is unreachable: %s", error)
+        report = {"ok": False, "database": "unreachable"}  # no host, port or SQL
     return report
 
 
@@ -235,34 +239,91 @@ def run_detail(run: Run, *, steps_page: str | int | None = 1) -> RunDetail:
 
 
 def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
-    """Search: a run-id prefix if any run has it, else a blueprint name or error text.
+    """Search: the runs whose id starts with ``term``, whose blueprint name starts
+    with it, or whose error contains it — all three, whichever matches.
 
-    A rare prefix is resolved to its ids on the primary key first, so the
-    newest-first listing reads a few rows by key instead of scanning the
-    creation index for matches; a common one (thousands of runs) is kept as a
-    range, which that scan satisfies within a page.
+    Run ids are hex, so a word like ``bad``, ``cafe`` or ``feed`` is often an id
+    prefix too; it must not hide the runs whose error mentions it. The id
+    matches come first, then the others, each in ``runs``' order.
+
+    Rare matches are resolved to their ids first, so the list and its count
+    read a few rows by key: the id prefix from the primary key index (never a
+    scan), the text matches in one pass over ``runs`` (no index holds error
+    text), which stops early when matches are common. Common ones (more than
+    ``PREFIX_IDS_LIMIT``) stay conditions: a range of the primary key for the
+    id prefix (it ranks no run first: no one run is looked for), the text
+    conditions for the rest. A term no stored text can hold (NUL, a lone
+    surrogate) matches nothing, without a query.
     """
     if not term:
         return runs
+    if not storable(term):
+        return runs.none()
     upper = _prefix_upper_bound(term)
     by_id = Q(run_id__gte=term) & (Q(run_id__lt=upper) if upper else Q())
+    by_text = Q(blueprint_name__startswith=term) | Q(error__icontains=term)
     ids = list(
         Run.objects.filter(by_id)
         .order_by("run_id")
         .values_list("run_id", flat=True)[: PREFIX_IDS_LIMIT + 1]
     )
-    if ids:
-        return runs.filter(run_id__in=ids) if len(ids) <= PREFIX_IDS_LIMIT else runs.filter(by_id)
-    return runs.filter(Q(blueprint_name__startswith=term) | Q(error__icontains=term))
+    texts = list(
+        runs.filter(by_text).order_by().values_list("run_id", flat=True)[: PREFIX_IDS_LIMIT + 1]
+    )
+    few_ids, few_texts = len(ids) <= PREFIX_IDS_LIMIT, len(texts) <= PREFIX_IDS_LIMIT
+    if few_ids and few_texts:
+        matched = runs.filter(run_id__in={*ids, *texts})
+    else:
+        matched = runs.filter(
+            (Q(run_id__in=ids) if few_ids else by_id)
+            | (Q(run_id__in=texts) if few_texts else by_text)
+        )
+    if not ids or not few_ids:
+        return matched
+    # The admin's changelist orders the list before searching it: keep that
+    # order (or the model's), after the id matches.
+    ordering = list(runs.query.order_by) or (
+        list(Run._meta.ordering) if runs.query.default_ordering else []
+    )
+    return matched.alias(
+        search_rank=Case(When(run_id__in=ids, then=Value(0)), default=Value(1))
+    ).order_by("search_rank", *ordering)
 
 
 PREFIX_IDS_LIMIT = 1000
 
 
+def storable(text: str) -> bool:
+    """Whether stored text could hold ``text``: none holds NUL (PostgreSQL text cannot,
+    so the store refuses or replaces it) or a lone surrogate (no database encodes one).
+
+    Comparing such a term with a column fails in the database driver; a search
+    or an id lookup for one finds nothing without asking.
+    """
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()  # UTF-8, which has no encoding for a lone surrogate
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _prefix_upper_bound(prefix: str) -> str | None:
-    """The first string after every string starting with ``prefix`` (bytewise order)."""
-    last = ord(prefix[-1])
-    return prefix[:-1] + chr(last + 1) if last < 0x10FFFF else None
+    """The least string after every string starting with ``prefix``, in code point
+    order (UTF-8 byte order, as both databases compare run ids), or None when no
+    string is (``prefix`` is all U+10FFFF).
+
+    The surrogates U+D800 to U+DFFF are skipped: no stored string holds one, and
+    none can be sent to a database (U+D7FF is followed by U+E000).
+    """
+    stem = prefix.rstrip("\U0010ffff")
+    if not stem:
+        return None
+    following = ord(stem[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:
+        following = 0xE000
+    return stem[:-1] + chr(following)
 
 
 @dataclass(frozen=True)
@@ -418,7 +479,8 @@ def action_preview(
         try:
             check_action(kind, run, actor, open_action=open_actions.get(run.run_id))
         except (ConsoleError, PermissionDenied) as error:
-            refused.append((run, str(error)))
+            # Nothing was tried yet: "Nothing was changed." would say otherwise.
+            refused.append((run, str(error).removesuffix(" Nothing was changed.")))
         else:
             allowed.append(run)
     return ActionPreview(allowed=allowed, refused=refused)

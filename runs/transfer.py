@@ -19,6 +19,7 @@ from flowengine import Checkpoint as FlowCheckpoint
 from neurocore.persistence import RunRecord, SQLiteRunStore, StepRecord, StepStatus
 from pydantic import ValidationError
 
+from runs.presentation import displayable
 from runs.store import free_text, identifier, parse_timestamp, run_values, step_values
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -238,4 +239,5 @@ def export_line(run: RunRecord, steps: list[StepRecord], decisions: list[dict[st
         "steps": [step.model_dump() for step in steps],
         "decisions": decisions,
     }
-    return json.dumps(payload, default=str, ensure_ascii=False)
+    # A lone surrogate becomes its JSON escape: the line stays valid UTF-8, same value.
+    return displayable(json.dumps(payload, default=str, ensure_ascii=False))

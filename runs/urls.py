@@ -1,11 +1,14 @@
 from django.urls import path
 
-from runs import views
+from runs import (
+    converters,  # noqa: F401 — registers <run_id:…>
+    views,
+)
 
 app_name = "approvals"
 
 urlpatterns = [
     path("", views.inbox, name="inbox"),
-    path("<str:run_id>/", views.review, name="review"),
-    path("<str:run_id>/reopen/", views.reopen, name="reopen"),
+    path("<run_id:run_id>/", views.review, name="review"),
+    path("<run_id:run_id>/reopen/", views.reopen, name="reopen"),
 ]

@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -79,11 +80,18 @@ def review(request: HttpRequest, run_id: str) -> HttpResponse:
                 # the typed note, and put the run's current question in the form.
                 messages.error(request, str(error))
                 run.refresh_from_db()
-                form = _decision_form(run, note=form.cleaned_data["note"])
+                note = form.cleaned_data["note"]
+                form = _decision_form(run, note=note)
+                if form is None and note:  # nothing left to decide: give the note back
+                    messages.info(request, f"Your note was not recorded: “{note}”")
                 status = 409
             else:
-                verdict = decision.verdict.label
-                messages.success(request, f"{verdict}. The run continues in the background.")
+                messages.success(
+                    request,
+                    "Approved. The run continues in the background."
+                    if decision.approved
+                    else "Rejected. The run ends as rejected once the worker has recorded it.",
+                )
                 return redirect("approvals:review", run_id=run.run_id)
         else:
             messages.error(request, "The decision was not recorded: see below.")
@@ -151,10 +159,12 @@ def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) ->
         form = _decision_form(run)
     resumption = selectors.latest_resumption(run.run_id)
     reopening = selectors.reopenings([run]).get(run.run_id)
-    # Back on the page after deciding, the run may wait at its next gate: say so.
+    # Back on the page after deciding, the run may wait at its next gate: say so
+    # (after a reopening it waits at the same gate again, as its banner says).
     earlier = (
         decisions[0]
         if waiting
+        and reopening is None
         and decisions
         and (decisions[0].gate, decisions[0].suspended_at) != (suspension.gate, suspension.since)  # type: ignore[union-attr]
         else None
@@ -187,9 +197,23 @@ def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) ->
 @login_not_required
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Whether the database and the worker queue answer (for load balancers and monitors)."""
+    """Whether the database and the worker queue answer (for load balancers and monitors).
+
+    Anyone gets ``{"ok": …}`` (200 or 503); the queue's figures are for people
+    who may see runs. JSON whatever the session, even with the database down.
+    """
     report = selectors.health()
-    return JsonResponse(report, status=200 if report["ok"] else 503)
+    status = 200 if report["ok"] else 503
+    if not (report["ok"] and _may_see_health_details(request)):
+        report = {"ok": report["ok"]}
+    return JsonResponse(report, status=status)
+
+
+def _may_see_health_details(request: HttpRequest) -> bool:
+    try:
+        return can_view_runs(request.user)
+    except DatabaseError:  # the session could not be read: answer as to anyone
+        return False
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

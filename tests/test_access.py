@@ -477,13 +477,36 @@ def test_no_template_of_ours_has_inline_script_or_handlers() -> None:
         assert not re.search(r"\son[a-z]+=", text), template
 
 
-def test_healthz_reports_database_and_queue_without_login(client: Client) -> None:
+def test_healthz_tells_anyone_only_up_or_down(client: Client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    report = response.json()
+    assert response.json() == {"ok": True}
+
+
+def test_healthz_gives_the_queue_to_those_who_may_see_runs(client: Client, viewer: Any) -> None:
+    client.force_login(viewer)
+    report = client.get("/healthz").json()
     assert report["ok"] is True
     assert report["database"] == "ok"
     assert set(report["worker_queue"]) == {"ready", "running", "oldest_ready_seconds"}
+
+
+def test_healthz_answers_json_with_the_database_down_whatever_the_session(
+    client: Client, viewer: Any, monkeypatch: Any
+) -> None:
+    client.force_login(viewer)  # a session cookie the server cannot read now
+    from django.db import OperationalError, connections
+
+    def unreachable() -> None:
+        raise OperationalError('connection to server at "db.internal" (10.0.0.5), port 5432')
+
+    wrapper = connections["default"]
+    monkeypatch.setattr(wrapper, "ensure_connection", unreachable)
+    monkeypatch.setattr(wrapper, "connection", None)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"ok": False}
+    assert "db.internal" not in response.content.decode()
 
 
 # -- production settings ---------------------------------------------------------------------

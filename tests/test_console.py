@@ -265,7 +265,7 @@ def test_bulk_cancel_confirms_exactly_the_runs_then_records_each(operator_client
     )
     texts = [str(m) for m in response.context["messages"]]
     assert "2 run(s): cancel done." in texts
-    assert any(t.startswith(f"{done[:12]}: This run is completed") for t in texts)
+    assert any(t.startswith(f"Run {done[:12]}: This run is completed") for t in texts)
     assert set(Run.objects.filter(status="cancelled").values_list("run_id", flat=True)) == set(
         waiting
     )

@@ -38,7 +38,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -74,7 +73,7 @@ def review_url(run_id: str) -> str:
     The id is one path segment, every reserved character percent-encoded, so the
     link reaches the run whether the URL pattern takes ``<str:…>`` or ``<path:…>``.
     """
-    return f"{settings.CONSOLE_BASE_URL}{reverse('approvals:inbox')}{quote(run_id, safe='')}/"
+    return settings.CONSOLE_BASE_URL + reverse("approvals:review", args=[run_id])
 
 
 def one_line(text: str) -> str:

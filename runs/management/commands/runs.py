@@ -13,6 +13,7 @@ import getpass
 import json
 import shutil
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,7 +22,9 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db.models import Q
 from neurocore.errors import NeuroCoreError
+from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape as markup_escape
 from rich.panel import Panel
 from rich.progress import Progress
 from rich.syntax import Syntax
@@ -51,9 +54,49 @@ WAIT_POLL_SECONDS = 0.5
 EXPORT_CHUNK = 500
 
 
+# What a terminal acts on or hides rather than shows: controls (C0, DEL, C1; ESC
+# opens screen-clearing CSI and OSC 8 link sequences), format characters (bidi
+# overrides and isolates, zero-width characters, tags), line and paragraph
+# separators, and lone surrogates (no UTF-8 terminal takes one).
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def terminal_text(value: str, *, markup: bool = False, multiline: bool = False) -> str:
+    """Stored (or typed) text made safe and readable on a terminal: the one way the
+    CLI shows a value it did not write itself.
+
+    Each character in ``HIDDEN_CATEGORIES`` is shown as its Python escape
+    (``\\x1b``, ``\\r``, ``\\u202e``), so what the terminal displays is the
+    value, inert. ``multiline`` keeps newlines and tabs (an error's traceback).
+    ``markup`` also escapes rich markup (``[/red]``, ``[link=…]``), for text
+    printed through rich.
+    """
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(
+            char
+            if char.isprintable()
+            or (multiline and char in "\n\t")
+            or unicodedata.category(char) not in HIDDEN_CATEGORIES
+            else _escaped(char)
+            for char in text
+        )
+    return markup_escape(text) if markup else text
+
+
+def _escaped(char: str) -> str:
+    if char in NAMED_ESCAPES:
+        return NAMED_ESCAPES[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def status_text(status: str) -> str:
     color = STATUS_COLORS.get(status, "white")
-    return f"[{color}]{status}[/{color}]"
+    return f"[{color}]{terminal_text(status, markup=True)}[/{color}]"
 
 
 def parse_data(items: list[str]) -> dict[str, str]:
@@ -63,11 +106,13 @@ def parse_data(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep:
             raise CommandError(
-                f"Invalid data format: '{item}'. Use KEY=VALUE.", returncode=USAGE_ERROR
+                f"Invalid data format: '{terminal_text(item)}'. Use KEY=VALUE.",
+                returncode=USAGE_ERROR,
             )
         if not key.strip():
             raise CommandError(
-                f"Invalid data format: '{item}'. Key cannot be empty.", returncode=USAGE_ERROR
+                f"Invalid data format: '{terminal_text(item)}'. Key cannot be empty.",
+                returncode=USAGE_ERROR,
             )
         data[key.strip()] = value
     return data
@@ -82,17 +127,21 @@ def box_table(
     """A table drawn like rich's default (heavy head) box, in a fraction of its time.
 
     ``headers`` are (name, "left"|"right"); ``colors`` an ANSI color name per row's
-    status cell, or None for plain text. Listing runs is the CLI's hot path:
-    rich's layout engine costs about 15 ms for 50 rows, this well under one.
+    status cell, or None for plain text; cells are text already made safe
+    (``terminal_text``), measured in terminal cells (a CJK character takes two).
+    Listing runs is the CLI's hot path: rich's layout engine costs about 15 ms
+    for 50 rows, this well under one.
     """
     widths = [
-        max([len(name), *(len(row[i]) for row in rows)]) for i, (name, _) in enumerate(headers)
+        max([cell_len(name), *(cell_len(row[i]) for row in rows)])
+        for i, (name, _) in enumerate(headers)
     ]
 
-    def cells(values: list[str], color: str | None = None) -> str:
+    def cells(values: list[str], color: str | None = None) -> list[str]:
         out = []
         for i, (value, width) in enumerate(zip(values, widths, strict=True)):
-            text = value.rjust(width) if headers[i][1] == "right" else value.ljust(width)
+            padding = " " * (width - cell_len(value))
+            text = padding + value if headers[i][1] == "right" else value + padding
             if color and i == STATUS_COLUMN:
                 text = f"\x1b[{ANSI[color]}m{text}\x1b[0m"
             out.append(f" {text} ")
@@ -215,9 +264,15 @@ class Command(BaseCommand):
 
     # -- output -------------------------------------------------------------------------
     def render(self, *renderables: Any) -> None:
-        """Print rich renderables to this command's stdout."""
+        """Print rich renderables to this command's stdout.
+
+        Markup is the command's own; stored values in it are ``terminal_text(…,
+        markup=True)``. No emoji codes: ``:warning:`` in a value stays text.
+        """
         console = Console(
-            file=RawStream(self.stdout), width=max(100, shutil.get_terminal_size().columns)
+            file=RawStream(self.stdout),
+            width=max(100, shutil.get_terminal_size().columns),
+            emoji=False,
         )
         for renderable in renderables:
             console.print(renderable)
@@ -234,14 +289,22 @@ class Command(BaseCommand):
         """A run from a full id or a unique prefix; a clear error otherwise."""
         if not partial:
             raise CommandError("Give a run id (or a unique prefix of one).", returncode=USAGE_ERROR)
-        matches = selectors.runs_with_id_prefix(partial, limit=AMBIGUOUS_SHOWN + 1)
+        # No stored id holds NUL or a lone surrogate, and no database takes one.
+        matches = (
+            selectors.runs_with_id_prefix(partial, limit=AMBIGUOUS_SHOWN + 1)
+            if selectors.storable(partial)
+            else []
+        )
         if not matches:
-            raise CommandError(f"No run found matching '{partial}'.", returncode=USAGE_ERROR)
+            raise CommandError(
+                f"No run found matching '{terminal_text(partial)}'.", returncode=USAGE_ERROR
+            )
         if len(matches) > 1:
-            ids = ", ".join(run.run_id[:12] for run in matches[:AMBIGUOUS_SHOWN])
+            ids = ", ".join(terminal_text(run.run_id[:12]) for run in matches[:AMBIGUOUS_SHOWN])
             more = " …" if len(matches) > AMBIGUOUS_SHOWN else ""
             raise CommandError(
-                f"Ambiguous run id '{partial}'. Matches: {ids}{more}", returncode=USAGE_ERROR
+                f"Ambiguous run id '{terminal_text(partial)}'. Matches: {ids}{more}",
+                returncode=USAGE_ERROR,
             )
         return matches[0]
 
@@ -265,7 +328,8 @@ class Command(BaseCommand):
     ) -> None:
         if status is not None and status not in Run.Status.values:
             raise CommandError(
-                f"Unknown status '{status}'. Use one of: {', '.join(Run.Status.values)}.",
+                f"Unknown status '{terminal_text(status)}'. "
+                f"Use one of: {', '.join(Run.Status.values)}.",
                 returncode=USAGE_ERROR,
             )
         if limit < 0:
@@ -279,9 +343,9 @@ class Command(BaseCommand):
             duration = f"{run.duration_ms / 1000:.2f}s" if run.duration_ms else "—"
             rows.append(
                 [
-                    run.run_id[:12],
-                    run.blueprint_name,
-                    run.status,
+                    terminal_text(run.run_id[:12]),
+                    terminal_text(run.blueprint_name),
+                    terminal_text(run.status),
                     str(run.step_count),
                     duration,
                     run.created_at.isoformat()[:19],
@@ -307,20 +371,24 @@ class Command(BaseCommand):
             payload = {"run": run.model_dump(), "steps": [s.model_dump() for s in steps]}
             self.stdout.write(json.dumps(payload, indent=2, default=str))
             return
+
+        def shown(value: str, *, multiline: bool = False) -> str:
+            return terminal_text(value, markup=True, multiline=multiline)
+
         lines = [
-            f"[bold]{run.blueprint_name}[/bold] v{run.blueprint_version}",
-            f"Run ID: {run.run_id}",
+            f"[bold]{shown(run.blueprint_name)}[/bold] v{shown(run.blueprint_version)}",
+            f"Run ID: {shown(run.run_id)}",
             f"Status: {status_text(run.status)}",
-            f"Flow: {run.flow_type}",
+            f"Flow: {shown(run.flow_type)}",
         ]
         if run.duration_ms:
             lines.append(f"Duration: {run.duration_ms / 1000:.2f}s")
         if run.error:
-            lines.append(f"[red]Error:[/red] {run.error}")
+            lines.append(f"[red]Error:[/red] {shown(run.error, multiline=True)}")
         if run.suspended_at_node:
             lines.append(
-                f"[yellow]Suspended at:[/yellow] {run.suspended_at_node} "
-                f"({run.suspension_reason or ''})"
+                f"[yellow]Suspended at:[/yellow] {shown(run.suspended_at_node)} "
+                f"({shown(run.suspension_reason or '', multiline=True)})"
             )
         renderables: list[Any] = [Panel("\n".join(lines), title="Run", border_style="cyan")]
         if steps:
@@ -335,11 +403,11 @@ class Command(BaseCommand):
                 duration = f"{step.duration_ms:.0f}ms" if step.duration_ms else "—"
                 table.add_row(
                     str(step.step_index),
-                    step.component,
+                    shown(step.component),
                     status_text(step.status),
                     duration,
-                    ", ".join(step.output_keys),
-                    step.error or "",
+                    shown(", ".join(step.output_keys)),
+                    shown(step.error or "", multiline=True),
                 )
             renderables.append(table)
         if full and run.final_context:
@@ -386,7 +454,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{verb} failed: name the console user who decides with --by (username or "
                 "email). A decision is a person's, made with their permissions"
-                + (f"; no console user is '{by}'." if by else "."),
+                + (f"; no console user is '{terminal_text(by)}'." if by else "."),
                 returncode=FAILURE,
             )
         suspension = run.suspension
@@ -429,7 +497,10 @@ class Command(BaseCommand):
         try:
             context = runtime.execute(str(blueprint), initial_data)
         except NeuroCoreError as error:
-            raise CommandError(f"Execution error: {error}", returncode=FAILURE) from None
+            raise CommandError(
+                f"Execution error: {terminal_text(str(error), multiline=True)}",
+                returncode=FAILURE,
+            ) from None
         data_out = (
             context.data.to_dict() if hasattr(context.data, "to_dict") else dict(context.data)
         )
@@ -440,12 +511,14 @@ class Command(BaseCommand):
         try:
             runs_file = open_runs_file(path)
         except UnreadableFile as error:
-            raise CommandError(str(error), returncode=FAILURE) from None
-        console = Console(file=RawStream(self.stderr))
+            raise CommandError(terminal_text(str(error)), returncode=FAILURE) from None
+        console = Console(file=RawStream(self.stderr), emoji=False)
         try:
             # Refreshed per batch, not by a thread competing with the import.
             with Progress(console=console, transient=True, auto_refresh=False) as progress:
-                bar = progress.add_task(f"Importing {path.name}", total=runs_file.total)
+                bar = progress.add_task(
+                    f"Importing {terminal_text(path.name, markup=True)}", total=runs_file.total
+                )
                 summary = runs_import(
                     runs_file=runs_file,
                     dry_run=dry_run,
@@ -453,7 +526,9 @@ class Command(BaseCommand):
                     on_batch=lambda count: progress.update(bar, advance=count, refresh=True),
                 )
         except UnreadableFile as error:
-            raise CommandError(f"{error} Nothing was imported.", returncode=FAILURE) from None
+            raise CommandError(
+                f"{terminal_text(str(error))} Nothing was imported.", returncode=FAILURE
+            ) from None
         finally:
             runs_file.close()
         prefix = "Dry run, nothing written: would import" if dry_run else "Imported"
@@ -466,7 +541,8 @@ class Command(BaseCommand):
     def handle_export(self, *, fmt: str, status: str | None, since: str | None, **_: Any) -> None:
         if status is not None and status not in Run.Status.values:
             raise CommandError(
-                f"Unknown status '{status}'. Use one of: {', '.join(Run.Status.values)}.",
+                f"Unknown status '{terminal_text(status)}'. "
+                f"Use one of: {', '.join(Run.Status.values)}.",
                 returncode=USAGE_ERROR,
             )
         since_at = None
@@ -475,7 +551,8 @@ class Command(BaseCommand):
                 since_at = parse_timestamp(since)
             except ValueError:
                 raise CommandError(
-                    f"--since must be an ISO date or time, like 2026-11-01: got '{since}'.",
+                    "--since must be an ISO date or time, like 2026-11-01: "
+                    f"got '{terminal_text(since)}'.",
                     returncode=USAGE_ERROR,
                 ) from None
         for run in selectors.runs_for_export(status=status, since=since_at).iterator(
@@ -493,7 +570,9 @@ class Command(BaseCommand):
         try:
             return service(**kwargs)
         except (ConsoleError, PermissionDenied) as error:
-            raise CommandError(f"{failure}: {error}", returncode=FAILURE) from None
+            raise CommandError(
+                f"{failure}: {terminal_text(str(error), multiline=True)}", returncode=FAILURE
+            ) from None
 
     def follow(self, action: RunAction, *, wait: bool, verb: str) -> None:
         """Say the action is queued, or wait for the worker and print the result."""
@@ -501,7 +580,7 @@ class Command(BaseCommand):
         if not wait:
             self.stdout.write(
                 f"{verb} queued (action {action.pk}) for the worker (manage.py db_worker). "
-                f"Follow it with: python manage.py runs inspect {target[:12]}"
+                f"Follow it with: python manage.py runs inspect {terminal_text(target[:12])}"
             )
             return
         self.stderr.write(f"{verb} queued; waiting for the worker (manage.py db_worker)…")
@@ -510,16 +589,20 @@ class Command(BaseCommand):
             action.refresh_from_db()
         run = selectors.run_by_id(target)
         if action.state == RunAction.State.INTERRUPTED:
-            raise CommandError(f"{verb} interrupted: {action.outcome_error}", returncode=FAILURE)
-        if action.outcome_status == Run.Status.REJECTED:
             raise CommandError(
-                f"{verb}: the run was rejected. {run.error if run else ''}".strip(),
+                f"{verb} interrupted: {terminal_text(action.outcome_error, multiline=True)}",
                 returncode=FAILURE,
             )
-        if action.outcome_status == Run.Status.FAILED or run is None:
+        if action.outcome_status == Run.Status.REJECTED:
+            reason = terminal_text(run.error or "", multiline=True) if run else ""
             raise CommandError(
-                f"{verb} failed: {action.outcome_error or 'the run failed'}", returncode=FAILURE
+                f"{verb}: the run was rejected. {reason}".strip(), returncode=FAILURE
             )
+        if action.outcome_status == Run.Status.FAILED or run is None:
+            reason = terminal_text(action.outcome_error or "the run failed", multiline=True)
+            raise CommandError(f"{verb} failed: {reason}", returncode=FAILURE)
         if action.outcome_status == Run.Status.SUSPENDED:
-            self.stdout.write(f"Run {target} waits at '{action.outcome_gate}'.")
+            self.stdout.write(
+                f"Run {terminal_text(target)} waits at '{terminal_text(action.outcome_gate)}'."
+            )
         self.print_result(run)

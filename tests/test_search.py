@@ -1,0 +1,205 @@
+"""Searching the runs list: id prefix, blueprint name and error text together.
+
+Run ids are hex, so words like ``bad``, ``feed``, ``cafe`` or ``dead`` are id
+prefixes too: a run whose id starts with one must not hide the runs whose
+error mentions it. And no search term, however odd, is a server error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db.models import QuerySet
+from django.test import Client
+from django.urls import reverse
+
+from runs import selectors
+from runs.models import Run
+from runs.store import DjangoRunStore
+from tests.test_store import make_run
+
+pytestmark = pytest.mark.django_db
+
+RUNS = reverse("admin:runs_run_changelist")
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def save(run_id: str, minute: int, **fields: Any) -> str:
+    """A run with this id, created ``minute`` minutes after T0."""
+    created = (T0 + timedelta(minutes=minute)).isoformat()
+    DjangoRunStore().save_run(
+        make_run(run_id=run_id, created_at=created, updated_at=created, **fields)
+    )
+    return run_id
+
+
+def hexid(prefix: str, digit: str) -> str:
+    return (prefix + digit * 32)[:32]
+
+
+def matching(term: str) -> list[str]:
+    """``runs_matching`` over the list in its order (newest first), as run ids."""
+    runs: QuerySet[Run] = Run.objects.order_by("-created_at", "-run_id")
+    return list(selectors.runs_matching(runs, term).values_list("run_id", flat=True))
+
+
+@pytest.fixture
+def admin_client(client: Client, superuser: Any) -> Client:
+    client.force_login(superuser)
+    return client
+
+
+def listed(client: Client, query: str) -> list[str]:
+    response = client.get(f"{RUNS}?{query}")
+    assert response.status_code == 200, response.content[:500]
+    return [run.run_id for run in response.context["cl"].result_list]
+
+
+@pytest.mark.parametrize("word", ["bad", "feed", "cafe", "dead"])
+def test_a_hex_word_finds_its_id_and_the_errors_and_blueprints_that_say_it(
+    admin_client: Client, word: str
+) -> None:
+    in_error = save(hexid("1", "1"), 3, error=f"upstream said {word.upper()} request")
+    in_blueprint = save(hexid("2", "2"), 2, blueprint_name=f"{word}-sync")
+    save(hexid("3", "3"), 5, error="fine")
+    older_in_error = save(hexid("4", "4"), 1, error=f"{word} gateway")
+
+    # No id starts with the word: the errors and blueprints that mention it.
+    expected = [in_error, in_blueprint, older_in_error]
+    assert matching(word) == expected
+    assert listed(admin_client, f"q={word}") == expected
+
+    # One id starts with it: that run first, and still all the others.
+    by_id = save(hexid(word, "0"), 0)
+    assert matching(word) == [by_id, *expected]
+    assert listed(admin_client, f"q={word}") == [by_id, *expected]
+    assert listed(admin_client, f"q={by_id}") == [by_id]
+    # The list's own order (here by blueprint, ascending) follows the id matches.
+    assert listed(admin_client, f"q={word}&o=2")[0] == by_id
+
+
+def test_an_error_mentioning_a_whole_id_is_found_with_it(admin_client: Client) -> None:
+    first = save(hexid("ab", "1"), 0)
+    replay = save(hexid("cd", "2"), 1, error=f"replay of {first} failed")
+    save(hexid("ef", "3"), 2)
+    assert matching(first) == [first, replay]
+    assert listed(admin_client, f"q={first}") == [first, replay]
+
+
+def test_a_common_prefix_is_a_range_and_keeps_the_union(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selectors, "PREFIX_IDS_LIMIT", 2)
+    ids = [save(hexid(f"cafe{i}", "0"), i) for i in range(3)]
+    in_error = save(hexid("0", "0"), 10, error="cafe closed")
+    save(hexid("caff", "0"), 11)  # after the range
+    save(hexid("cafd", "0"), 12)  # before it
+    assert matching("cafe") == [in_error, *reversed(ids)]
+    assert listed(admin_client, "q=cafe") == [in_error, *reversed(ids)]
+
+
+@pytest.mark.parametrize("limit", [1000, 2])
+def test_common_text_matches_stay_conditions_and_keep_the_union(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    monkeypatch.setattr(selectors, "PREFIX_IDS_LIMIT", limit)
+    by_id = save(hexid("dead", "0"), 0)
+    texts = [save(hexid(f"{i}", "1"), 1 + i, error=f"deadline {i} missed") for i in range(3)]
+    save(hexid("5", "5"), 9, error="alive")
+    assert matching("dead") == [by_id, *reversed(texts)]
+    assert listed(admin_client, "q=dead") == [by_id, *reversed(texts)]
+
+
+def test_rare_matches_are_read_by_key_after_two_lookups(
+    django_assert_num_queries: Any,
+) -> None:
+    for i in range(3):
+        save(hexid(f"bad{i}", "0"), i)
+    in_error = save(hexid("0", "0"), 5, error="bad request")
+    with django_assert_num_queries(2) as captured:
+        searched = selectors.runs_matching(Run.objects.order_by("-created_at"), "bad")
+    by_id, by_text = (query["sql"] for query in captured.captured_queries)
+    # The id prefix: a range of the primary key, no text condition.
+    assert '"run_id" >=' in by_id
+    assert '"run_id" <' in by_id
+    assert "LIKE" not in by_id.upper()
+    assert "LIKE" in by_text.upper()
+    with django_assert_num_queries(1) as captured:
+        assert len(list(searched)) == 4
+    assert "LIKE" not in captured.captured_queries[0]["sql"].upper()
+    assert list(searched)[-1].run_id == in_error
+
+
+def test_code_points_at_the_edge_of_the_surrogates_and_of_unicode() -> None:
+    before_surrogates = save("x\ud7ffz", 0, blueprint_name="\ud7ff-name")
+    last = save("y\U0010ffff", 1)
+    beyond = save("z", 2)
+    assert matching("\ud7ff") == [before_surrogates]  # by blueprint
+    assert matching("x\ud7ff") == [before_surrogates]  # by id, up to U+E000
+    assert matching("y\U0010ffff") == [last]
+    assert matching("x\U0010ffff") == []  # not every id after it
+    assert matching("\U0010ffff") == []
+    assert beyond in matching("z")
+    assert selectors._prefix_upper_bound("a\ud7ff") == "a\ue000"
+    assert selectors._prefix_upper_bound("ab\U0010ffff\U0010ffff") == "ac"
+    assert selectors._prefix_upper_bound("\U0010ffff") is None
+
+
+@pytest.mark.parametrize("term", ["\x00", "bad\x00", "\udcff", "\ud800x", "a\udfff"])
+def test_a_term_no_stored_text_holds_matches_nothing_without_a_query(
+    term: str, django_assert_num_queries: Any
+) -> None:
+    save(hexid("bad", "0"), 0, error="bad \ufffd")
+    with django_assert_num_queries(0):
+        assert list(selectors.runs_matching(Run.objects.all(), term)) == []
+
+
+HOSTILE_QUERIES = [
+    "q=%ED%9F%BF",  # U+D7FF
+    "q=%ED%9F%BFa",
+    "q=a%ED%9F%BF",
+    "q=%EE%80%80",  # U+E000
+    "q=%F4%8F%BF%BF",  # U+10FFFF
+    "q=a%F4%8F%BF%BF",
+    "q=%ED%B3%BF",  # a lone surrogate's bytes: not UTF-8, read as U+FFFD
+    "q=%FF",
+    "q=%25",
+    "q=_",
+    "q=%5C",
+    "q=" + "f" * 10_000,
+    "q=%E6%BC%A2%F0%9F%98%80",
+    "q=%27%20OR%201%3D1%20--",
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE_QUERIES)
+def test_hostile_terms_are_a_list_not_an_error(admin_client: Client, query: str) -> None:
+    save(hexid("bad", "0"), 0, error="x")
+    save("x\ud7ffz", 1, blueprint_name="\ud7ff")
+    response = admin_client.get(f"{RUNS}?{query}")
+    assert response.status_code == 200
+
+
+NUL_QUERIES = ["q=%00", "q=bad%00", "q=%00%ED%B3%BF"]
+
+
+@pytest.mark.parametrize("query", NUL_QUERIES)
+def test_a_nul_in_the_term_is_never_a_server_error(admin_client: Client, query: str) -> None:
+    save(hexid("bad", "0"), 0, error="x")
+    response = admin_client.get(f"{RUNS}?{query}")
+    # 200 (an empty list), or 400 when a middleware refuses NUL in requests first.
+    assert response.status_code in (200, 400)
+
+
+@pytest.mark.parametrize("query", NUL_QUERIES)
+def test_past_any_nul_middleware_the_list_answers(
+    admin_client: Client, settings: Any, query: str
+) -> None:
+    # Django's search form refuses a NUL ("Null characters are not allowed") and
+    # lists unfiltered; ``runs_matching`` itself finds nothing for one (above).
+    settings.MIDDLEWARE = [name for name in settings.MIDDLEWARE if "Nul" not in name]
+    save(hexid("bad", "0"), 0, error="x")
+    response = admin_client.get(f"{RUNS}?{query}")
+    assert response.status_code == 200
