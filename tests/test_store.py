@@ -576,3 +576,23 @@ def test_no_writer_takes_a_run_past_an_undecided_gate(project: Any) -> None:
         "finance_review",
         run.updated_at,
     )
+
+
+@pytest.mark.django_db
+def test_json_reads_back_in_the_order_it_was_written() -> None:
+    """jsonb sorts keys (shorter first): the order travels with the document."""
+    invoice = {"vendor": "ACME", "invoice": "INV-7", "amount": 980, "currency": "EUR", "due": "x"}
+    store = DjangoRunStore()
+    run = make_run(initial_data={"invoice": invoice, "demo": True})
+    store.save_run(run)
+    loaded = store.load_run(run.run_id)
+    assert list(loaded.initial_data) == ["invoice", "demo"]
+    assert list(loaded.initial_data["invoice"]) == [
+        "vendor",
+        "invoice",
+        "amount",
+        "currency",
+        "due",
+    ]
+    # Still a document the database can query by key.
+    assert Run.objects.filter(initial_data__demo=True).count() == 1
