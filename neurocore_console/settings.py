@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -122,7 +123,11 @@ DATABASES = {
         default=f"sqlite:///{VAR_DIR / 'console.sqlite3'}",
         # A worker process keeps its connection between requests (a new PostgreSQL
         # connection per page view costs a backend process); checked before reuse.
-        conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "600")),
+        # runserver serves each request on a thread of its own: a kept connection
+        # would outlive its thread, one per request, until the server runs out.
+        conn_max_age=0
+        if "runserver" in sys.argv
+        else int(os.environ.get("DJANGO_CONN_MAX_AGE", "600")),
         conn_health_checks=True,
     )
 }
