@@ -148,14 +148,18 @@ def test_approve_records_a_cli_decision_by_the_named_user() -> None:
     }
 
 
-@pytest.mark.parametrize("by", [[], ["--by", "cfo@example.com"]])
-def test_a_decision_needs_a_console_user_who_may_decide(by: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("by", "message"),
+    [
+        ([], "Rejection failed: name the console user who decides with --by (username or email)."),
+        (["--by", "cfo@example.com"], "No active console user is 'cfo@example.com'."),
+    ],
+)
+def test_a_decision_needs_a_console_user_who_may_decide(by: list[str], message: str) -> None:
     run = start_run()
     error = refused("approve", run.run_id, "--reject", "--note", "no budget", *by)
     assert error.returncode == 1
-    assert str(error).startswith(
-        "Rejection failed: name the console user who decides with --by (username or email)."
-    )
+    assert str(error).startswith(message)
     assert not Decision.objects.exists()
     assert not RunAction.objects.exists()
 
@@ -290,3 +294,13 @@ def test_errors_exit_non_zero_with_one_line_and_no_traceback(
     assert result.stderr.startswith(stderr)
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("by", ["vera@example.com ", "nobody", "VERA"])
+def test_a_by_that_names_no_console_user_is_refused_not_recorded_as_given(by: str) -> None:
+    make_user("vera", "Viewers")
+    run = start_run("dag.yaml")
+    error = refused("replay", run.run_id, "--by", by)
+    assert error.returncode == 1
+    assert "No active console user is" in str(error) or "You may not replay" in str(error)
+    assert not RunAction.objects.exists()

@@ -308,19 +308,31 @@ class Command(BaseCommand):
             )
         return matches[0]
 
-    def actor(self, by: str) -> tuple[Any, str]:
-        """The console user named by ``--by`` (email or username), and the identity to record.
+    def actor(self, by: str) -> tuple[Any, str | None]:
+        """The active console user named by ``--by`` (username or email), and the identity
+        to record; without ``--by``, no user and the operating-system user's name.
 
-        Without ``--by``, the operating-system user is recorded; a name that is no
-        console user is recorded as given, with shell-level trust.
+        A ``--by`` that names no active console user is refused (exit 1): recording a
+        name as given would let anyone act as someone with shell-level trust.
         """
-        identity = by or f"{getpass.getuser()} (OS user)"
+        if not by:
+            return None, f"{getpass.getuser()} (OS user)"
+        name = by.strip()
         user = (
-            get_user_model().objects.filter(Q(email__iexact=by) | Q(username=by)).first()
-            if by
+            get_user_model()
+            .objects.filter(Q(username=name) | Q(email__iexact=name), is_active=True)
+            .order_by("pk")
+            .first()
+            if name
             else None
         )
-        return user, identity
+        if user is None:
+            raise CommandError(
+                f"No active console user is {terminal_text(by)!r}. Name one with --by "
+                "(username or email), or leave --by out to act as the operating-system user.",
+                returncode=FAILURE,
+            )
+        return user, None  # recorded as the user is known (their email)
 
     # -- subcommands ----------------------------------------------------------------------
     def handle_list(
