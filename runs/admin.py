@@ -20,7 +20,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from runs import (
@@ -35,10 +35,19 @@ from runs.filters import (
     StatusFilter,
 )
 from runs.forms import ResumeDataForm
-from runs.models import AccessChange, BlueprintScope, Decision, Run, RunAction, Source
+from runs.models import (
+    AccessChange,
+    BlueprintScope,
+    BulkRequest,
+    Decision,
+    Run,
+    RunAction,
+    Source,
+)
 from runs.permissions import can_administer_access, can_delete, can_operate
 from runs.presentation import human_duration, pretty_json
 from runs.services.access import access_change_record
+from runs.services.bulk import bulk_request_create
 from runs.services.operations import runs_act
 
 
@@ -144,6 +153,8 @@ def steps_page_link(request: HttpRequest) -> str:
     return f"?{others.urlencode()}{'&' if others else ''}{STEPS_PAGE_VAR}="
 
 
+BULK_SAMPLE = 20  # runs shown (and checked) on the confirmation of "all N runs"
+
 # The actions a run's page offers, each when the rules allow it.
 ADMIN_RUN_ACTIONS = [
     RunAction.Kind.RESUME,
@@ -240,6 +251,8 @@ class RunAdmin(ReadOnlyAdmin):
         allowed = can_delete if kind == RunAction.Kind.DELETE else can_operate
         if not allowed(request.user):
             raise PermissionDenied("You may not do this to runs.")
+        if not single and request.POST.get("select_across") == "1":
+            return self._confirm_bulk(request, queryset, kind)
         runs = list(
             queryset.order_by("-created_at").only(
                 "run_id",
@@ -293,6 +306,49 @@ class RunAdmin(ReadOnlyAdmin):
             "back_run_id": runs[0].run_id,
         }
         return TemplateResponse(request, "admin/runs/run/confirm_action.html", context)
+
+    def _confirm_bulk(self, request: HttpRequest, queryset: QuerySet[Run], kind: str) -> Any:
+        """ "All N runs matching the filter": a count, a sample and what it will refuse;
+        once confirmed, a bulk request for the worker, followed on its own page."""
+        form = ResumeDataForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and (kind != RunAction.Kind.RESUME or form.is_valid()):
+            bulk = bulk_request_create(
+                kind=kind,
+                run_ids=list(
+                    queryset.order_by("-created_at", "-run_id").values_list("pk", flat=True)
+                ),
+                actor=request.user,
+                source=Source.WEB,
+                resume_data=form.cleaned_data.get("resume_data")
+                if kind == RunAction.Kind.RESUME
+                else None,
+            )
+            self.message_user(
+                request,
+                f"{bulk.total:,} runs: {RunAction.Kind(kind).label.lower()} queued for the "
+                "worker, one run at a time. This page follows it.",
+                messages.SUCCESS,
+            )
+            return redirect("admin:runs_bulkrequest_change", bulk.pk)
+        sample = list(queryset.order_by("-created_at", "-run_id")[:BULK_SAMPLE])
+        if not sample:
+            self.message_user(request, "No run matches the filter now. Nothing was done.")
+            return redirect("admin:runs_run_changelist")
+        total = queryset.count()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{RunAction.Kind(kind).label} all {total:,} runs matching the filter?",
+            "total": f"{total:,}",
+            "sample_size": len(sample),
+            "first_run_id": sample[0].run_id,
+            "by_status": selectors.status_breakdown(queryset),
+            "preview": selectors.action_preview(kind, sample, request.user),
+            "kind": kind,
+            "form": form if kind == RunAction.Kind.RESUME else None,
+            "action_name": request.POST.get("action", ""),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/runs/run/confirm_bulk.html", context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
         return (
@@ -468,6 +524,47 @@ class DecisionAdmin(ReadOnlyAdmin):
         response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="decisions.csv"'
         return response
+
+
+@admin.register(BulkRequest)
+class BulkRequestAdmin(ReadOnlyAdmin):
+    """Actions on many runs: how far each got, and what was refused."""
+
+    list_display = ["requested_at", "kind", "requested_by_identity", "state", "progress"]
+    list_filter = ["state", "kind"]
+    fields = [
+        "kind",
+        "requested_by_identity",
+        "requested_at",
+        "state",
+        "progress",
+        "done",
+        "refused",
+        "refusal_list",
+        "finished_at",
+    ]
+    readonly_fields = fields
+    change_form_template = "admin/runs/bulkrequest/change_form.html"
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BulkRequest]:
+        return super().get_queryset(request).defer("run_ids")
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return can_operate(request.user) or can_delete(request.user)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    @admin.display(description="Progress")
+    def progress(self, bulk: BulkRequest) -> str:
+        return f"{bulk.position:,} of {bulk.total:,} runs ({bulk.percent} %)"
+
+    @admin.display(description="Refused (the first 100)")
+    def refusal_list(self, bulk: BulkRequest) -> str:
+        return format_html_join(
+            "", "<p><code>{}</code>: {}</p>", ((run_id[:12], why) for run_id, why in bulk.refusals)
+        )
 
 
 @admin.register(RunAction)

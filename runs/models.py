@@ -449,6 +449,57 @@ class RunAction(models.Model):
         return self.state in RunAction.OPEN_STATES
 
 
+class BulkRequest(models.Model):
+    """One action on every run a filter matched ("select all N runs"), done by a worker.
+
+    The runs are the ones the filter matched when the person confirmed, in the
+    list's order; each is acted on through its service, on its own, as if
+    selected alone, and refused runs are counted and listed. ``position`` says
+    how far a worker got, so another worker carries on where a lost one stopped.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    REFUSALS_KEPT = 100
+
+    kind = models.CharField(max_length=8, choices=RunAction.Kind)
+    run_ids = models.JSONField(default=list, help_text="The runs matched when confirmed.")
+    resume_data = AgentJSONField(null=True, blank=True)
+    total = models.PositiveIntegerField()
+    position = models.PositiveIntegerField(default=0, help_text="How many have been handled.")
+    done = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+    refusals = models.JSONField(default=list, blank=True, help_text="The first refusals.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    requested_by_identity = models.TextField()
+    requested_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=8, choices=Source, default=Source.WEB)
+    state = models.CharField(max_length=8, choices=State, default=State.QUEUED)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [models.Index(fields=["state", "heartbeat_at"], name="bulk_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.total:,} runs ({self.get_state_display().lower()})"
+
+    @property
+    def percent(self) -> int:
+        """How far it got, 0 to 100."""
+        return 100 if not self.total else int(100 * self.position / self.total)
+
+
 class SuspensionNotice(models.Model):
     """That the approvers of a suspension were told; at most one per suspension."""
 

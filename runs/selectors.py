@@ -484,3 +484,11 @@ def action_preview(
         else:
             allowed.append(run)
     return ActionPreview(allowed=allowed, refused=refused)
+
+
+def status_breakdown(runs: QuerySet[Run]) -> list[tuple[str, str]]:
+    """How many of ``runs`` are in each status: (label, count written out), most first."""
+    counts = runs.order_by().values_list("status").annotate(n=Count("*")).values_list("status", "n")
+    labels = dict(Run.Status.choices)
+    ranked = sorted(counts, key=lambda item: -item[1])
+    return [(labels.get(status, status), f"{count:,}") for status, count in ranked]

@@ -1,7 +1,7 @@
 """``manage.py db_worker``: django-tasks-db's worker, made to survive its surroundings.
 
 The database task backend runs each task at most once and leaves the task of a
-killed worker "running" for ever. Beside the task loop every worker runs two
+killed worker "running" for ever. Beside the task loop every worker runs three
 threads, each with its own database connection, every ``RESUME_WATCHDOG_INTERVAL``
 seconds:
 
@@ -9,7 +9,9 @@ seconds:
   (and every one whose task never ran); it does nothing else, so nothing else
   can hold it up;
 - *notifications* emails approvers about new suspensions (with the SMTP
-  backend's timeout and a back-off per suspension: ``runs.services.notifications``).
+  backend's timeout and a back-off per suspension: ``runs.services.notifications``);
+- *bulk* carries out actions on "all N runs matching a filter", a chunk at a
+  time (``runs.services.bulk``).
 
 Workers agree through conditional updates, so any number may run.
 
@@ -46,6 +48,7 @@ from django_tasks_db.management.commands.db_worker import Command as DatabaseWor
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 
+from runs.services.bulk import bulk_requests_process
 from runs.services.notifications import suspensions_announce
 from runs.services.recovery import run_actions_recover
 
@@ -211,7 +214,7 @@ class Command(DatabaseWorkerCommand):
         exclude_queues: str,
         **options: Any,
     ) -> None:
-        # django-tasks-db's handle(), with the resilient worker and the two threads.
+        # django-tasks-db's handle(), with the resilient worker and the three threads.
         self.configure_logging(verbosity)
         if reload and batch:
             logger.warning("--reload and --batch cannot be specified together; not reloading.")
@@ -241,6 +244,7 @@ class Command(DatabaseWorkerCommand):
             [
                 Sweeper("recovery", run_actions_recover, period, outage),
                 Sweeper("notifications", suspensions_announce, period, outage),
+                Sweeper("bulk", bulk_requests_process, period, outage),
             ]
             if runs_tasks
             else []
