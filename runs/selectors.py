@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db import DatabaseError, connection
 from django.db.models import Case, Count, Prefetch, Q, QuerySet, Sum, Value, When
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.tasks import TaskResultStatus
 from django.utils import timezone
@@ -261,7 +262,7 @@ def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
         return runs.none()
     upper = _prefix_upper_bound(term)
     by_id = Q(run_id__gte=term) & (Q(run_id__lt=upper) if upper else Q())
-    by_text = Q(blueprint_name__startswith=term) | Q(error__icontains=term)
+    by_text = Q(blueprint_name__startswith=term) | error_contains(term)
     ids = list(
         Run.objects.filter(by_id)
         .order_by("run_id")
@@ -291,6 +292,25 @@ def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
 
 
 PREFIX_IDS_LIMIT = 1000
+
+
+def error_contains(term: str) -> Q:
+    """Runs whose error contains ``term`` (any case), answered from the error index
+    (migration 0011). PostgreSQL's trigram index serves ``icontains`` itself. On
+    SQLite the FTS5 trigram table answers a phrase query for three characters or
+    more; a shorter term is looked for with LIKE in that table (errors only)."""
+    if connection.vendor != "sqlite":
+        return Q(error__icontains=term)
+    if len(term) >= TRIGRAM:
+        phrase = '"' + term.replace('"', '""') + '"'
+        query = "SELECT run_id FROM runs_run_error_fts WHERE runs_run_error_fts MATCH %s"
+        return Q(run_id__in=RawSQL(query, [phrase]))  # noqa: S611 — the term is a parameter
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    query = "SELECT run_id FROM runs_run_error_fts WHERE error LIKE %s ESCAPE '\\'"
+    return Q(run_id__in=RawSQL(query, [f"%{escaped}%"]))  # noqa: S611 — a parameter
+
+
+TRIGRAM = 3  # the shortest term the trigram index answers
 
 
 def storable(text: str) -> bool:
