@@ -16,6 +16,8 @@ from django.test import Client
 from django.urls import reverse
 
 from runs import selectors
+from runs.selectors import runs as run_selectors
+from runs.selectors.runs import _prefix_upper_bound as prefix_upper_bound
 from runs.models import Run
 from runs.store import DjangoRunStore
 from tests.test_store import make_run
@@ -91,7 +93,7 @@ def test_an_error_mentioning_a_whole_id_is_found_with_it(admin_client: Client) -
 def test_a_common_prefix_is_a_range_and_keeps_the_union(
     admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(selectors, "PREFIX_IDS_LIMIT", 2)
+    monkeypatch.setattr(run_selectors, "PREFIX_IDS_LIMIT", 2)
     ids = [save(hexid(f"cafe{i}", "0"), i) for i in range(3)]
     in_error = save(hexid("0", "0"), 10, error="cafe closed")
     save(hexid("caff", "0"), 11)  # after the range
@@ -104,7 +106,7 @@ def test_a_common_prefix_is_a_range_and_keeps_the_union(
 def test_common_text_matches_stay_conditions_and_keep_the_union(
     admin_client: Client, monkeypatch: pytest.MonkeyPatch, limit: int
 ) -> None:
-    monkeypatch.setattr(selectors, "PREFIX_IDS_LIMIT", limit)
+    monkeypatch.setattr(run_selectors, "PREFIX_IDS_LIMIT", limit)
     by_id = save(hexid("dead", "0"), 0)
     texts = [save(hexid(f"{i}", "1"), 1 + i, error=f"deadline {i} missed") for i in range(3)]
     save(hexid("5", "5"), 9, error="alive")
@@ -142,9 +144,9 @@ def test_code_points_at_the_edge_of_the_surrogates_and_of_unicode() -> None:
     assert matching("x\U0010ffff") == []  # not every id after it
     assert matching("\U0010ffff") == []
     assert beyond in matching("z")
-    assert selectors._prefix_upper_bound("a\ud7ff") == "a\ue000"
-    assert selectors._prefix_upper_bound("ab\U0010ffff\U0010ffff") == "ac"
-    assert selectors._prefix_upper_bound("\U0010ffff") is None
+    assert prefix_upper_bound("a\ud7ff") == "a\ue000"
+    assert prefix_upper_bound("ab\U0010ffff\U0010ffff") == "ac"
+    assert prefix_upper_bound("\U0010ffff") is None
 
 
 @pytest.mark.parametrize("term", ["\x00", "bad\x00", "\udcff", "\ud800x", "a\udfff"])

@@ -13,171 +13,40 @@ import getpass
 import json
 import shutil
 import time
-import unicodedata
 from pathlib import Path
 from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
-from neurocore.errors import NeuroCoreError
-from rich.cells import cell_len
 from rich.console import Console
-from rich.markup import escape as markup_escape
 from rich.panel import Panel
-from rich.progress import Progress
 from rich.syntax import Syntax
-from rich.table import Table
 
-from runs import runtime, selectors
+from runs import selectors
 from runs.errors import ConsoleError
+from runs.management.terminal import (
+    FAILURE,
+    STATUS_COLORS,
+    USAGE_ERROR,
+    RawStream,
+    box_table,
+    inspection,
+    parse_data,
+    terminal_text,
+)
+from runs.management.transfer import TransferCommands
 from runs.models import Run, RunAction, Source
 from runs.services.decisions import decision_record
-from runs.services.imports import runs_import
 from runs.services.operations import run_reopen, run_replay_request, run_resume_request
-from runs.store import DjangoRunStore, parse_timestamp, run_record, step_record
-from runs.transfer import DECISION_FIELDS, UnreadableFile, export_line, open_runs_file
+from runs.store import DjangoRunStore
 
-STATUS_COLUMN = 2
-STATUS_COLORS = {
-    "completed": "green",
-    "failed": "red",
-    "suspended": "yellow",
-    "running": "cyan",
-    "cancelled": "dim",
-}
-USAGE_ERROR = 2  # what typer exits with for a bad parameter
-FAILURE = 1
 AMBIGUOUS_SHOWN = 5
 WAIT_POLL_SECONDS = 0.5
-EXPORT_CHUNK = 500
 
 
-# What a terminal acts on or hides rather than shows: controls (C0, DEL, C1; ESC
-# opens screen-clearing CSI and OSC 8 link sequences), format characters (bidi
-# overrides and isolates, zero-width characters, tags), line and paragraph
-# separators, and lone surrogates (no UTF-8 terminal takes one).
-HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def terminal_text(value: str, *, markup: bool = False, multiline: bool = False) -> str:
-    """Stored (or typed) text made safe and readable on a terminal: the one way the
-    CLI shows a value it did not write itself.
-
-    Each character in ``HIDDEN_CATEGORIES`` is shown as its Python escape
-    (``\\x1b``, ``\\r``, ``\\u202e``), so what the terminal displays is the
-    value, inert. ``multiline`` keeps newlines and tabs (an error's traceback).
-    ``markup`` also escapes rich markup (``[/red]``, ``[link=…]``), for text
-    printed through rich.
-    """
-    text = str(value)
-    if not text.isprintable():
-        text = "".join(
-            char
-            if char.isprintable()
-            or (multiline and char in "\n\t")
-            or unicodedata.category(char) not in HIDDEN_CATEGORIES
-            else _escaped(char)
-            for char in text
-        )
-    return markup_escape(text) if markup else text
-
-
-def _escaped(char: str) -> str:
-    if char in NAMED_ESCAPES:
-        return NAMED_ESCAPES[char]
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def status_text(status: str) -> str:
-    color = STATUS_COLORS.get(status, "white")
-    return f"[{color}]{terminal_text(status, markup=True)}[/{color}]"
-
-
-def parse_data(items: list[str]) -> dict[str, str]:
-    """``KEY=VALUE`` arguments as a dict, as ``neurocore`` parses ``--data``."""
-    data: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CommandError(
-                f"Invalid data format: '{terminal_text(item)}'. Use KEY=VALUE.",
-                returncode=USAGE_ERROR,
-            )
-        if not key.strip():
-            raise CommandError(
-                f"Invalid data format: '{terminal_text(item)}'. Key cannot be empty.",
-                returncode=USAGE_ERROR,
-            )
-        data[key.strip()] = value
-    return data
-
-
-ANSI = {"green": "32", "red": "31", "yellow": "33", "cyan": "36", "dim": "2"}
-
-
-def box_table(
-    title: str, headers: list[tuple[str, str]], rows: list[list[str]], *, colors: list[str | None]
-) -> str:
-    """A table drawn like rich's default (heavy head) box, in a fraction of its time.
-
-    ``headers`` are (name, "left"|"right"); ``colors`` an ANSI color name per row's
-    status cell, or None for plain text; cells are text already made safe
-    (``terminal_text``), measured in terminal cells (a CJK character takes two).
-    Listing runs is the CLI's hot path: rich's layout engine costs about 15 ms
-    for 50 rows, this well under one.
-    """
-    widths = [
-        max([cell_len(name), *(cell_len(row[i]) for row in rows)])
-        for i, (name, _) in enumerate(headers)
-    ]
-
-    def cells(values: list[str], color: str | None = None) -> list[str]:
-        out = []
-        for i, (value, width) in enumerate(zip(values, widths, strict=True)):
-            padding = " " * (width - cell_len(value))
-            text = padding + value if headers[i][1] == "right" else value + padding
-            if color and i == STATUS_COLUMN:
-                text = f"\x1b[{ANSI[color]}m{text}\x1b[0m"
-            out.append(f" {text} ")
-        return out
-
-    def rule(left: str, fill: str, middle: str, right: str) -> str:
-        return left + middle.join(fill * (width + 2) for width in widths) + right
-
-    top = rule("┏", "━", "┳", "┓")
-    lines = [title.center(len(top)).rstrip(), top]
-    lines.append("┃" + "┃".join(cells([name for name, _ in headers])) + "┃")
-    lines.append(rule("┡", "━", "╇", "┩"))
-    for row, color in zip(rows, colors, strict=True):
-        lines.append("│" + "│".join(cells(row, color)) + "│")
-    lines.append(rule("└", "─", "┴", "┘"))
-    return "\n".join(lines)
-
-
-class RawStream:
-    """A command's output wrapper as a plain text stream (rich writes in pieces)."""
-
-    def __init__(self, wrapper: OutputWrapper) -> None:
-        self.wrapper = wrapper
-
-    def write(self, text: str) -> int:
-        self.wrapper.write(text, ending="")
-        return len(text)
-
-    def flush(self) -> None:
-        self.wrapper.flush()
-
-    def isatty(self) -> bool:
-        return self.wrapper.isatty()
-
-
-class Command(BaseCommand):
+class Command(TransferCommands, BaseCommand):
     help = "Inspect, replay, resume, and approve blueprint runs (NeuroCore's `runs` CLI)."
 
     # Built once per process, as click builds NeuroCore's command once: building
@@ -384,49 +253,7 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(payload, indent=2, default=str))
             return
 
-        def shown(value: str, *, multiline: bool = False) -> str:
-            return terminal_text(value, markup=True, multiline=multiline)
-
-        lines = [
-            f"[bold]{shown(run.blueprint_name)}[/bold] v{shown(run.blueprint_version)}",
-            f"Run ID: {shown(run.run_id)}",
-            f"Status: {status_text(run.status)}",
-            f"Flow: {shown(run.flow_type)}",
-        ]
-        if run.duration_ms:
-            lines.append(f"Duration: {run.duration_ms / 1000:.2f}s")
-        if run.error:
-            lines.append(f"[red]Error:[/red] {shown(run.error, multiline=True)}")
-        if run.suspended_at_node:
-            lines.append(
-                f"[yellow]Suspended at:[/yellow] {shown(run.suspended_at_node)} "
-                f"({shown(run.suspension_reason or '', multiline=True)})"
-            )
-        renderables: list[Any] = [Panel("\n".join(lines), title="Run", border_style="cyan")]
-        if steps:
-            table = Table(title="Steps")
-            table.add_column("#", justify="right")
-            table.add_column("Component")
-            table.add_column("Status")
-            table.add_column("Duration", justify="right")
-            table.add_column("Outputs", style="dim")
-            table.add_column("Error", style="red")
-            for step in steps:
-                duration = f"{step.duration_ms:.0f}ms" if step.duration_ms else "—"
-                table.add_row(
-                    str(step.step_index),
-                    shown(step.component),
-                    status_text(step.status),
-                    duration,
-                    shown(", ".join(step.output_keys)),
-                    shown(step.error or "", multiline=True),
-                )
-            renderables.append(table)
-        if full and run.final_context:
-            data = run.final_context.get("data", {})
-            syntax = Syntax(json.dumps(data, indent=2, default=str), "json", theme="monokai")
-            renderables.append(Panel(syntax, title="Final context", border_style="green"))
-        self.render(*renderables)
+        self.render(*inspection(run, steps, full=full))
 
     def handle_replay(self, *, run_id: str, by: str, wait: bool, **_: Any) -> None:
         run = self.resolve(run_id)
@@ -503,78 +330,6 @@ class Command(BaseCommand):
             source=Source.CLI,
         )
         self.follow(action, wait=wait, verb="Reopen")
-
-    def handle_run(self, *, blueprint: Path, data: list[str], **_: Any) -> None:
-        initial_data = parse_data(data) if data else None
-        try:
-            context = runtime.execute(str(blueprint), initial_data)
-        except NeuroCoreError as error:
-            raise CommandError(
-                f"Execution error: {terminal_text(str(error), multiline=True)}",
-                returncode=FAILURE,
-            ) from None
-        data_out = (
-            context.data.to_dict() if hasattr(context.data, "to_dict") else dict(context.data)
-        )
-        syntax = Syntax(json.dumps(data_out, indent=2, default=str), "json", theme="monokai")
-        self.render(Panel(syntax, title="[green]Result[/green]", border_style="green"))
-
-    def handle_import(self, *, path: Path, dry_run: bool, batch_size: int, **_: Any) -> None:
-        try:
-            runs_file = open_runs_file(path)
-        except UnreadableFile as error:
-            raise CommandError(terminal_text(str(error)), returncode=FAILURE) from None
-        console = Console(file=RawStream(self.stderr), emoji=False)
-        try:
-            # Refreshed per batch, not by a thread competing with the import.
-            with Progress(console=console, transient=True, auto_refresh=False) as progress:
-                bar = progress.add_task(
-                    f"Importing {terminal_text(path.name, markup=True)}", total=runs_file.total
-                )
-                summary = runs_import(
-                    runs_file=runs_file,
-                    dry_run=dry_run,
-                    batch_size=batch_size,
-                    on_batch=lambda count: progress.update(bar, advance=count, refresh=True),
-                )
-        except UnreadableFile as error:
-            raise CommandError(
-                f"{terminal_text(str(error))} Nothing was imported.", returncode=FAILURE
-            ) from None
-        finally:
-            runs_file.close()
-        prefix = "Dry run, nothing written: would import" if dry_run else "Imported"
-        self.stdout.write(
-            f"{prefix} {summary.imported} runs, updated {summary.updated}, skipped "
-            f"{summary.skipped} unchanged; {summary.steps} steps, {summary.checkpoints} "
-            f"checkpoints, {summary.decisions} decisions."
-        )
-
-    def handle_export(self, *, fmt: str, status: str | None, since: str | None, **_: Any) -> None:
-        if status is not None and status not in Run.Status.values:
-            raise CommandError(
-                f"Unknown status '{terminal_text(status)}'. "
-                f"Use one of: {', '.join(Run.Status.values)}.",
-                returncode=USAGE_ERROR,
-            )
-        since_at = None
-        if since:
-            try:
-                since_at = parse_timestamp(since)
-            except ValueError:
-                raise CommandError(
-                    "--since must be an ISO date or time, like 2026-11-01: "
-                    f"got '{terminal_text(since)}'.",
-                    returncode=USAGE_ERROR,
-                ) from None
-        for run in selectors.runs_for_export(status=status, since=since_at).iterator(
-            chunk_size=EXPORT_CHUNK
-        ):
-            decisions = [
-                {name: getattr(d, name) for name in DECISION_FIELDS} for d in run.decisions.all()
-            ]
-            steps = [step_record(step) for step in run.steps.all()]
-            self.stdout.write(export_line(run_record(run), steps, decisions))
 
     # -- services and the worker ------------------------------------------------------------
     def call(self, service: Any, failure: str, **kwargs: Any) -> Any:

@@ -1,31 +1,36 @@
-"""The console's admin: runs (read-only history) and the approval audit."""
+"""Every run: newest first, filtered and searched through indexes; a read-only page
+each, and operators' actions after a confirmation page."""
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import quote, unquote
-from django.contrib.admin.views.main import ALL_VAR, ORDER_VAR, PAGE_VAR, ChangeList
-from django.contrib.auth.admin import GroupAdmin, UserAdmin
-from django.contrib.auth.models import Group, User
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.http import Http404, HttpRequest
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from runs import (
     converters,  # noqa: F401 — registers <run_id:…>
     selectors,
+)
+from runs.admin.base import ReadOnlyAdmin
+from runs.admin.listing import (
+    ADMIN_RUN_ACTIONS,
+    BULK_SAMPLE,
+    RUN_FILTER_PARAMETERS,
+    STEPS_PAGE_VAR,
+    TALLIED_PARAMETERS,
+    RunChangeList,
+    RunPaginator,
+    steps_page_link,
 )
 from runs.filters import (
     BlueprintFilter,
@@ -36,146 +41,14 @@ from runs.filters import (
 )
 from runs.forms import ResumeDataForm
 from runs.models import (
-    AccessChange,
-    BlueprintScope,
-    BulkRequest,
-    Decision,
     Run,
     RunAction,
     Source,
 )
-from runs.permissions import can_administer_access, can_delete, can_operate
+from runs.permissions import can_delete, can_operate
 from runs.presentation import human_duration, pretty_json
-from runs.services.access import access_change_record
 from runs.services.bulk import bulk_request_create
 from runs.services.operations import runs_act
-
-
-class ConsoleChangeList(ChangeList):
-    """Django's change list, with out-of-range dates in the date hierarchy refused.
-
-    Django 6.1.3 answers 500 for ``?decided_at__year=9999`` (fixed upstream
-    after that release) and for a year too large for a C long: both are a bad
-    parameter, shown as Django shows one (the list, unfiltered, with ``?e=1``).
-    """
-
-    def get_filters(self, request: HttpRequest) -> Any:
-        try:
-            return super().get_filters(request)
-        except (OverflowError, ValueError) as error:
-            raise IncorrectLookupParameters(error) from error
-
-
-class ConsoleModelAdmin(admin.ModelAdmin):
-    """What every admin of the console shares: its change list."""
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return ConsoleChangeList
-
-
-class ReadOnlyAdmin(ConsoleModelAdmin):
-    """History is never edited: no add, change or delete through the admin."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-class RunPaginator(Paginator):
-    """Pages of runs that stay fast among a million.
-
-    The count is ``known_count`` when given (the runs' tally), else at most
-    ``CAP`` runs counted from an index: "more than 100,000 runs". A page reads
-    its run ids from the listing index first, so an OFFSET skips index
-    entries, not rows, then reads those runs by key.
-    """
-
-    CAP = 100_000
-
-    def __init__(self, *args: Any, known_count: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.known_count = known_count
-
-    @cached_property
-    def count(self) -> int:
-        if self.known_count is not None:
-            return self.known_count
-        # Only keys, unordered: the count reads an index, not the rows.
-        return self.object_list.order_by().values("pk")[: self.CAP + 1].count()
-
-    @property
-    def capped(self) -> bool:
-        return self.known_count is None and self.count > self.CAP
-
-    @property
-    def summary(self) -> str:
-        """The count in words: 1,234 runs, or more than 100,000 when counting stopped there."""
-        if self.capped:
-            return f"more than {self.CAP:,} runs (narrow the list with the filters)"
-        return f"{self.count:,} run{'' if self.count == 1 else 's'}"
-
-    def _get_page(self, object_list: QuerySet[Run], *args: Any, **kwargs: Any) -> Page:
-        """Django's hook for the page of runs ``object_list`` (the list, sliced)."""
-        ids = list(object_list.values_list("pk", flat=True))
-        runs = self.object_list.in_bulk(ids)
-        return super()._get_page(
-            [runs[run_id] for run_id in ids if run_id in runs], *args, **kwargs
-        )
-
-
-class RunChangeList(ConsoleChangeList):
-    """Counts the steps of the page's runs only, in one query after paging.
-
-    A per-row count in the listing query would be computed for every row an
-    OFFSET skips too (50,000 of them on page 1,000).
-    """
-
-    def get_results(self, request: HttpRequest) -> None:
-        super().get_results(request)
-        counts = selectors.step_counts([run.run_id for run in self.result_list])
-        for run in self.result_list:
-            run.step_count = counts.get(run.run_id, 0)
-
-
-STEPS_PAGE_VAR = "steps"  # the run page's parameter: which page of its steps
-
-
-def steps_page_link(request: HttpRequest) -> str:
-    """The run page's address without its steps page, ready for one: ``?…&steps=``
-    (the list's filters it came from, ``_changelist_filters``, are kept)."""
-    others = request.GET.copy()
-    others.pop(STEPS_PAGE_VAR, None)
-    return f"?{others.urlencode()}{'&' if others else ''}{STEPS_PAGE_VAR}="
-
-
-BULK_SAMPLE = 20  # runs shown (and checked) on the confirmation of "all N runs"
-
-# The actions a run's page offers, each when the rules allow it.
-ADMIN_RUN_ACTIONS = [
-    RunAction.Kind.RESUME,
-    RunAction.Kind.REPLAY,
-    RunAction.Kind.CANCEL,
-    RunAction.Kind.DELETE,
-]
-
-# The query parameters the runs list's filters read.
-RUN_FILTER_PARAMETERS = frozenset(
-    {
-        StatusFilter.parameter_name,
-        BlueprintFilter.parameter_name,
-        FlowTypeFilter.parameter_name,
-        HasErrorFilter.parameter_name,
-        *CreatedFilter.PARAMETERS,
-    }
-)
-
-# The list's query parameters that leave its count equal to a tally.
-TALLIED_PARAMETERS = {StatusFilter.parameter_name, PAGE_VAR, ORDER_VAR, ALL_VAR}
 
 
 @admin.register(Run)
@@ -464,194 +337,3 @@ class RunAdmin(ReadOnlyAdmin):
             "steps_page_link": steps_page_link(request),
         }
         return super().change_view(request, object_id, form_url, context)
-
-
-def csv_safe(value: object) -> object:
-    """Keep a spreadsheet from reading a stored text as a formula."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-class _Echo:
-    """A file-like object whose write returns the line, for streaming CSV."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-DECISION_CSV_COLUMNS = [
-    ("decided_at", "decided_at"),
-    ("run_id", "run_id"),
-    ("gate", "gate"),
-    ("decision", "approved"),
-    ("decided_by", "decided_by_identity"),
-    ("source", "source"),
-    ("client_address", "client_address"),
-    ("note", "note"),
-    ("gate_message", "gate_message"),
-    ("suspended_at", "suspended_at"),
-    ("evidence_sha256", "evidence_digest"),
-]
-
-
-@admin.register(Decision)
-class DecisionAdmin(ReadOnlyAdmin):
-    list_display = ["decided_at", "run_id", "gate", "verdict", "decided_by_identity", "source"]
-    list_filter = ["approved", "source", "decided_at", "decided_by_identity"]
-    search_fields = ["=run__run_id", "decided_by_identity", "note"]
-    date_hierarchy = "decided_at"
-    actions = ["export_csv"]
-    show_full_result_count = False
-
-    @admin.display(description="Decision", ordering="approved")
-    def verdict(self, decision: Decision) -> str:
-        return "approved" if decision.approved else "rejected"
-
-    @admin.action(description="Export selected decisions as CSV", permissions=["view"])
-    def export_csv(
-        self, request: HttpRequest, queryset: QuerySet[Decision]
-    ) -> StreamingHttpResponse:
-        writer = csv.writer(_Echo())
-
-        def rows() -> Iterator[str]:
-            yield writer.writerow([name for name, _ in DECISION_CSV_COLUMNS])
-            for decision in queryset.order_by("decided_at").iterator():
-                values = [getattr(decision, attr) for _, attr in DECISION_CSV_COLUMNS]
-                values[3] = "approved" if decision.approved else "rejected"
-                yield writer.writerow([csv_safe(value) for value in values])
-
-        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="decisions.csv"'
-        return response
-
-
-@admin.register(BulkRequest)
-class BulkRequestAdmin(ReadOnlyAdmin):
-    """Actions on many runs: how far each got, and what was refused."""
-
-    list_display = ["requested_at", "kind", "requested_by_identity", "state", "progress"]
-    list_filter = ["state", "kind"]
-    fields = [
-        "kind",
-        "requested_by_identity",
-        "requested_at",
-        "state",
-        "progress",
-        "done",
-        "refused",
-        "refusal_list",
-        "finished_at",
-    ]
-    readonly_fields = fields
-    change_form_template = "admin/runs/bulkrequest/change_form.html"
-    show_full_result_count = False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[BulkRequest]:
-        return super().get_queryset(request).defer("run_ids")
-
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return can_operate(request.user) or can_delete(request.user)
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self.has_view_permission(request)
-
-    @admin.display(description="Progress")
-    def progress(self, bulk: BulkRequest) -> str:
-        return f"{bulk.position:,} of {bulk.total:,} runs ({bulk.percent} %)"
-
-    @admin.display(description="Refused (the first 100)")
-    def refusal_list(self, bulk: BulkRequest) -> str:
-        return format_html_join(
-            "", "<p><code>{}</code>: {}</p>", ((run_id[:12], why) for run_id, why in bulk.refusals)
-        )
-
-
-@admin.register(RunAction)
-class RunActionAdmin(ReadOnlyAdmin):
-    list_display = [
-        "requested_at",
-        "run_id",
-        "requested_by_identity",
-        "state",
-        "attempts",
-        "outcome_status",
-    ]
-    list_filter = ["state", "outcome_status"]
-    search_fields = ["=run__run_id"]
-    show_full_result_count = False
-
-
-class AccessAuditedAdmin(ConsoleModelAdmin):
-    """Records every addition, change and deletion made here in the access audit."""
-
-    audit_type = ""
-
-    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        entry = super().log_addition(request, obj, message)
-        self._audit(request, "added", obj, message)
-        return entry
-
-    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        entry = super().log_change(request, obj, message)
-        self._audit(request, "changed", obj, message)
-        return entry
-
-    def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
-        for obj in queryset:
-            self._audit(request, "deleted", obj, [])
-        return super().log_deletions(request, queryset)
-
-    def _audit(self, request: HttpRequest, action: str, obj: Any, message: Any) -> None:
-        access_change_record(
-            actor=request.user,
-            action=action,
-            target_type=self.audit_type,
-            target=str(obj),
-            details={"change": message} if message else {},
-        )
-
-
-admin.site.unregister(User)
-admin.site.unregister(Group)
-
-
-@admin.register(User)
-class ConsoleUserAdmin(AccessAuditedAdmin, UserAdmin):
-    audit_type = "user"
-
-
-@admin.register(Group)
-class ConsoleGroupAdmin(AccessAuditedAdmin, GroupAdmin):
-    audit_type = "group"
-
-
-@admin.register(BlueprintScope)
-class BlueprintScopeAdmin(AccessAuditedAdmin):
-    audit_type = "blueprint scope"
-    list_display = ["pattern", "action", "group_names", "note"]
-    list_filter = ["action", "groups"]
-    search_fields = ["pattern"]
-    filter_horizontal = ["groups"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[BlueprintScope]:
-        return super().get_queryset(request).prefetch_related("groups")
-
-    @admin.display(description="Groups")
-    def group_names(self, scope: BlueprintScope) -> str:
-        return ", ".join(group.name for group in scope.groups.all())
-
-
-@admin.register(AccessChange)
-class AccessChangeAdmin(ReadOnlyAdmin):
-    list_display = ["changed_at", "actor_identity", "action", "target_type", "target"]
-    list_filter = ["target_type", "action", "changed_at"]
-    search_fields = ["actor_identity", "target"]
-    date_hierarchy = "changed_at"
-    show_full_result_count = False
-
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return can_administer_access(request.user)
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return can_administer_access(request.user)

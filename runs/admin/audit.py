@@ -1,0 +1,139 @@
+"""The audits in the admin: decisions (with CSV), actions, bulk requests, access changes."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils.html import format_html_join
+
+from runs import (
+    converters,  # noqa: F401 — registers <run_id:…>
+)
+from runs.admin.base import Echo, ReadOnlyAdmin, csv_safe
+from runs.models import (
+    AccessChange,
+    BulkRequest,
+    Decision,
+    RunAction,
+)
+from runs.permissions import can_administer_access, can_delete, can_operate
+
+DECISION_CSV_COLUMNS = [
+    ("decided_at", "decided_at"),
+    ("run_id", "run_id"),
+    ("gate", "gate"),
+    ("decision", "approved"),
+    ("decided_by", "decided_by_identity"),
+    ("source", "source"),
+    ("client_address", "client_address"),
+    ("note", "note"),
+    ("gate_message", "gate_message"),
+    ("suspended_at", "suspended_at"),
+    ("evidence_sha256", "evidence_digest"),
+]
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = ["decided_at", "run_id", "gate", "verdict", "decided_by_identity", "source"]
+    list_filter = ["approved", "source", "decided_at", "decided_by_identity"]
+    search_fields = ["=run__run_id", "decided_by_identity", "note"]
+    date_hierarchy = "decided_at"
+    actions = ["export_csv"]
+    show_full_result_count = False
+
+    @admin.display(description="Decision", ordering="approved")
+    def verdict(self, decision: Decision) -> str:
+        return "approved" if decision.approved else "rejected"
+
+    @admin.action(description="Export selected decisions as CSV", permissions=["view"])
+    def export_csv(
+        self, request: HttpRequest, queryset: QuerySet[Decision]
+    ) -> StreamingHttpResponse:
+        writer = csv.writer(Echo())
+
+        def rows() -> Iterator[str]:
+            yield writer.writerow([name for name, _ in DECISION_CSV_COLUMNS])
+            for decision in queryset.order_by("decided_at").iterator():
+                values = [getattr(decision, attr) for _, attr in DECISION_CSV_COLUMNS]
+                values[3] = "approved" if decision.approved else "rejected"
+                yield writer.writerow([csv_safe(value) for value in values])
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="decisions.csv"'
+        return response
+
+
+@admin.register(BulkRequest)
+class BulkRequestAdmin(ReadOnlyAdmin):
+    """Actions on many runs: how far each got, and what was refused."""
+
+    list_display = ["requested_at", "kind", "requested_by_identity", "state", "progress"]
+    list_filter = ["state", "kind"]
+    fields = [
+        "kind",
+        "requested_by_identity",
+        "requested_at",
+        "state",
+        "progress",
+        "done",
+        "refused",
+        "refusal_list",
+        "finished_at",
+    ]
+    readonly_fields = fields
+    change_form_template = "admin/runs/bulkrequest/change_form.html"
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BulkRequest]:
+        return super().get_queryset(request).defer("run_ids")
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return can_operate(request.user) or can_delete(request.user)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    @admin.display(description="Progress")
+    def progress(self, bulk: BulkRequest) -> str:
+        return f"{bulk.position:,} of {bulk.total:,} runs ({bulk.percent} %)"
+
+    @admin.display(description="Refused (the first 100)")
+    def refusal_list(self, bulk: BulkRequest) -> str:
+        return format_html_join(
+            "", "<p><code>{}</code>: {}</p>", ((run_id[:12], why) for run_id, why in bulk.refusals)
+        )
+
+
+@admin.register(RunAction)
+class RunActionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "requested_at",
+        "run_id",
+        "requested_by_identity",
+        "state",
+        "attempts",
+        "outcome_status",
+    ]
+    list_filter = ["state", "outcome_status"]
+    search_fields = ["=run__run_id"]
+    show_full_result_count = False
+
+
+@admin.register(AccessChange)
+class AccessChangeAdmin(ReadOnlyAdmin):
+    list_display = ["changed_at", "actor_identity", "action", "target_type", "target"]
+    list_filter = ["target_type", "action", "changed_at"]
+    search_fields = ["actor_identity", "target"]
+    date_hierarchy = "changed_at"
+    show_full_result_count = False
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return can_administer_access(request.user)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return can_administer_access(request.user)

@@ -1,0 +1,42 @@
+"""The console's models, one module per sub-domain (runs, audit, access)."""
+
+from runs.models.access import AccessChange, BlueprintScope
+from runs.models.audit import (
+    BulkRequest,
+    Decision,
+    RunAction,
+    Source,
+    SuspensionNotice,
+    Verdict,
+)
+from runs.models.runs import (
+    APPROVAL_SKILL,
+    AgentJSONField,
+    Checkpoint,
+    Run,
+    RunQuerySet,
+    RunTally,
+    Step,
+    Suspension,
+    approval_gates,
+)
+
+__all__ = [
+    "APPROVAL_SKILL",
+    "AccessChange",
+    "AgentJSONField",
+    "BlueprintScope",
+    "BulkRequest",
+    "Checkpoint",
+    "Decision",
+    "Run",
+    "RunAction",
+    "RunQuerySet",
+    "RunTally",
+    "Source",
+    "Step",
+    "Suspension",
+    "SuspensionNotice",
+    "Verdict",
+    "approval_gates",
+]

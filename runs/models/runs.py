@@ -1,0 +1,281 @@
+"""Runs and steps as NeuroCore records them, plus flowengine checkpoints.
+
+``Run`` and ``Step`` carry the field names of NeuroCore's ``RunRecord`` and
+``StepRecord``; :mod:`runs.store` is the only place that converts between them.
+Text fields are unbounded (``TextField``) because NeuroCore's records are: a
+value that fits on SQLite fits on PostgreSQL too. Agents write runs through the
+store's upserts: ``save()`` and model signals never see those writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.apps import apps
+from django.db import models
+from django.db.models.functions import Coalesce
+
+from runs.agentjson import AgentJSONDecoder, AgentJSONEncoder
+
+
+class AgentJSONField(models.JSONField):
+    """A JSON column that stores any agent data SQLiteRunStore can store."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("encoder", AgentJSONEncoder)
+        kwargs.setdefault("decoder", AgentJSONDecoder)
+        super().__init__(*args, **kwargs)
+
+
+APPROVAL_SKILL = "approval"  # NeuroCore's built-in approval gate (ApprovalSkill)
+
+
+@dataclass(frozen=True)
+class Suspension:
+    """Where and since when a run waits: the one definition of "the suspension".
+
+    ``gate`` is the node NeuroCore suspended the run at, ``since`` the instant it
+    was suspended (the run's ``updated_at`` while it waits; with the gate it
+    names the suspension a decision is about), ``message`` the question or reason.
+    ``is_approval`` tells an approval gate (NeuroCore's ``approval`` skill,
+    passed only by a ``Decision``) from any other suspension (a flowengine
+    checkpoint, an external signal), which operators resume.
+    """
+
+    gate: str
+    since: datetime
+    message: str
+    is_approval: bool
+
+    @property
+    def label(self) -> str:
+        """The suspension in plain words, for badges and lists."""
+        return "Waiting for a decision" if self.is_approval else "Paused, waiting to be resumed"
+
+
+def approval_gates(blueprint_snapshot: Any) -> frozenset[str]:
+    """The names of the approval-gate components of a stored blueprint snapshot."""
+    components = (
+        blueprint_snapshot.get("components") if isinstance(blueprint_snapshot, dict) else None
+    )
+    if not isinstance(components, list):
+        return frozenset()
+    return frozenset(
+        str(component.get("name"))
+        for component in components
+        if isinstance(component, dict) and component.get("type") == APPROVAL_SKILL
+    )
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    """Read helpers over runs."""
+
+    def awaiting_decision(self) -> RunQuerySet:
+        """Suspended runs whose current suspension nobody has decided yet."""
+        decided = apps.get_model("runs", "Decision").objects.filter(
+            run_id=models.OuterRef("run_id"),
+            gate=models.OuterRef("suspended_at_node"),
+            suspended_at=models.OuterRef("updated_at"),
+        )
+        return self.filter(
+            status=Run.Status.SUSPENDED, awaits_decision=True, suspended_at_node__isnull=False
+        ).exclude(models.Exists(decided))
+
+    def with_step_counts(self) -> RunQuerySet:
+        """Annotate ``step_count``: a correlated count, computed only for the rows returned."""
+        counts = (
+            Step.objects.filter(run_id=models.OuterRef("run_id"))
+            .order_by()
+            .values("run_id")
+            .annotate(n=models.Count("*"))
+            .values("n")
+        )
+        return self.annotate(step_count=Coalesce(models.Subquery(counts), 0))
+
+
+class Run(models.Model):
+    """One blueprint execution (NeuroCore's ``RunRecord``)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        SUSPENDED = "suspended", "Waiting"
+        CANCELLED = "cancelled", "Cancelled"
+        # NeuroCore records a rejection at a gate as ``failed``; the store keeps
+        # it apart (and gives NeuroCore ``failed`` back): an outcome, not a fault.
+        REJECTED = "rejected", "Rejected"
+
+    # Which statuses allow which actions: asked by services, admin and templates.
+    RESUMABLE = frozenset({Status.SUSPENDED, Status.FAILED})
+    CANCELLABLE = frozenset({Status.SUSPENDED, Status.RUNNING})
+
+    run_id = models.TextField(primary_key=True)
+    blueprint_name = models.TextField()
+    blueprint_version = models.TextField(default="1.0")
+    blueprint_path = models.TextField(null=True, blank=True)
+    blueprint_snapshot = AgentJSONField(default=dict)
+    flow_type = models.TextField(default="sequential")
+    status = models.CharField(max_length=16, choices=Status, default=Status.RUNNING)
+    initial_data = AgentJSONField(default=dict)
+    final_context = AgentJSONField(null=True, blank=True)
+    error = models.TextField(null=True, blank=True)
+    suspended_at_node = models.TextField(null=True, blank=True)
+    suspension_reason = models.TextField(null=True, blank=True)
+    checkpoint_id = models.TextField(null=True, blank=True)
+    # Not NeuroCore's: written by the store with every save (agents' writes
+    # bypass save() and signals), so the inbox reads it from an index.
+    awaits_decision = models.BooleanField(
+        default=False, help_text="Suspended at an approval gate (not another kind of pause)."
+    )
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    duration_ms = models.FloatField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        # Each listing index ends with the run id: the list's order (newest first,
+        # then id) is the index order, and counting or skipping runs reads only it.
+        indexes = [
+            models.Index(fields=["-created_at", "-run_id"], name="run_created_idx"),
+            models.Index(
+                fields=["status", "-created_at", "-run_id"], name="run_status_created_idx"
+            ),
+            models.Index(
+                fields=["blueprint_name", "-created_at", "-run_id"], name="run_bp_created_idx"
+            ),
+            models.Index(
+                fields=["blueprint_name", "status", "-created_at", "-run_id"],
+                name="run_bp_status_created_idx",
+            ),
+            # The runs waiting at a gate, with all a waiting count or inbox reads.
+            models.Index(
+                fields=["suspended_at_node", "updated_at", "run_id", "blueprint_name", "status"],
+                condition=models.Q(status="suspended", awaits_decision=True),
+                name="run_waiting_idx",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(
+                    status__in=[
+                        "running",
+                        "completed",
+                        "failed",
+                        "suspended",
+                        "cancelled",
+                        "rejected",
+                    ]
+                ),
+                name="run_status_valid",
+            ),
+        ]
+        permissions = [
+            ("approve_run", "Can approve or reject a run waiting at an approval gate"),
+            ("operate_run", "Can resume, replay and cancel runs"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.blueprint_name} {self.run_id[:12]}"
+
+    @property
+    def suspension(self) -> Suspension | None:
+        """The suspension this run waits at now, or None when it does not wait."""
+        if self.status != Run.Status.SUSPENDED or not self.suspended_at_node:
+            return None
+        return Suspension(
+            gate=self.suspended_at_node,
+            since=self.updated_at,
+            message=self.suspension_reason or "",
+            is_approval=self.awaits_decision,
+        )
+
+    @property
+    def is_resumable(self) -> bool:
+        """Whether NeuroCore can resume the run (suspended or failed; not rejected)."""
+        return self.status in Run.RESUMABLE
+
+    @property
+    def is_cancellable(self) -> bool:
+        """Whether the run can be cancelled (suspended or running)."""
+        return self.status in Run.CANCELLABLE
+
+
+class RunTally(models.Model):
+    """How many runs created on a day (UTC) are in a status now.
+
+    Kept by database triggers on the runs table (migration 0008) whoever writes
+    the runs, so the dashboard and the runs list read counts instead of
+    counting a million rows. Never written by the application.
+    """
+
+    pk = models.CompositePrimaryKey("day", "status")
+    day = models.DateField()
+    status = models.CharField(max_length=16, choices=Run.Status)
+    runs = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.status}: {self.runs}"
+
+
+class Step(models.Model):
+    """One component invocation within a run (NeuroCore's ``StepRecord``).
+
+    Keyed by ``(run_id, step_index)`` like NeuroCore's own ``steps`` table: no
+    surrogate id to maintain on every write.
+    """
+
+    class Status(models.TextChoices):
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    pk = models.CompositePrimaryKey("run_id", "step_index")
+    run = models.ForeignKey(
+        Run,
+        on_delete=models.DB_CASCADE,
+        related_name="steps",
+        db_column="run_id",
+        db_index=False,  # the (run_id, step_index) primary key serves lookups by run
+    )
+    step_index = models.BigIntegerField()
+    component = models.TextField()
+    skill_type = models.TextField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status, default=Status.COMPLETED)
+    started_at = models.DateTimeField()
+    duration_ms = models.FloatField(null=True, blank=True)
+    error = models.TextField(null=True, blank=True)
+    output_keys = AgentJSONField(default=list)
+    context_snapshot = AgentJSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "step_index"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["completed", "failed", "skipped"]),
+                name="step_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id[:12]} #{self.step_index} {self.component}"
+
+
+class Checkpoint(models.Model):
+    """A flowengine checkpoint of a run suspended on the sync path.
+
+    Transient by nature (flowengine deletes it on resume) but durable while it
+    exists, so a run suspended in one process resumes in another.
+    """
+
+    checkpoint_id = models.TextField(primary_key=True)
+    flow_config = AgentJSONField()
+    context = AgentJSONField()
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.checkpoint_id

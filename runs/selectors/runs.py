@@ -1,0 +1,236 @@
+"""Reads of runs for the runs list, the run page, search and the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.paginator import Page, Paginator
+from django.db import connection
+from django.db.models import Case, Count, Prefetch, Q, QuerySet, Value, When
+from django.db.models.expressions import RawSQL
+
+from runs.models import Decision, Run, RunAction, Step
+from runs.selectors.approvals import decisions_of
+
+
+def run_by_id(run_id: str) -> Run | None:
+    """A run by its full id, or None."""
+    return Run.objects.filter(pk=run_id).first()
+
+
+def runs_with_id_prefix(prefix: str, *, limit: int) -> list[Run]:
+    """Runs whose id starts with ``prefix``: an exact id first, else a range of the
+    primary key index (run ids sort byte by byte on both databases)."""
+    if exact := Run.objects.filter(pk=prefix).first():
+        return [exact]
+    runs = Run.objects.filter(run_id__gte=prefix)
+    if prefix and (upper := _prefix_upper_bound(prefix)):
+        runs = runs.filter(run_id__lt=upper)
+    return [run for run in runs.order_by("run_id")[:limit] if run.run_id.startswith(prefix)]
+
+
+def runs_listing(*, status: str | None, blueprint: str | None, limit: int) -> QuerySet[Run]:
+    """Runs newest first, optionally filtered, with their step counts (one query)."""
+    runs = Run.objects.order_by("-created_at")
+    if status:
+        runs = runs.filter(status=status)
+    if blueprint:
+        runs = runs.filter(blueprint_name=blueprint)
+    return runs.with_step_counts().only(
+        "run_id", "blueprint_name", "status", "duration_ms", "created_at"
+    )[:limit]
+
+
+def runs_for_export(*, status: str | None, since: datetime | None) -> QuerySet[Run]:
+    """Runs oldest first, with their steps and decisions prefetched (per chunk)."""
+    runs = Run.objects.order_by("created_at", "run_id")
+    if status:
+        runs = runs.filter(status=status)
+    if since is not None:
+        runs = runs.filter(created_at__gte=since)
+    return runs.prefetch_related(
+        Prefetch("steps", queryset=Step.objects.order_by("step_index")),
+        Prefetch("decisions", queryset=Decision.objects.order_by("decided_at", "pk")),
+    )
+
+
+def blueprint_names() -> list[str]:
+    """Every blueprint name, read from the (blueprint, created) index one name at a time.
+
+    A loose index scan (a recursive query asking for the next name after the
+    last): as many index probes as there are blueprints, however many runs.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH RECURSIVE names(name) AS (
+                SELECT MIN(blueprint_name) FROM runs_run
+                UNION ALL
+                SELECT (SELECT MIN(blueprint_name) FROM runs_run WHERE blueprint_name > names.name)
+                FROM names WHERE names.name IS NOT NULL
+            )
+            SELECT name FROM names WHERE name IS NOT NULL
+            """
+        )
+        return [name for (name,) in cursor.fetchall()]
+
+
+STEPS_PER_PAGE = 100
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """Everything the run's page shows, read in a fixed number of queries."""
+
+    run: Run
+    steps: Page  # one page of the run's steps, in order
+    decisions: list[Decision]
+    actions: list[RunAction]
+    replays: list[RunAction]
+    replayed_from: RunAction | None
+
+
+def run_detail(run: Run, *, steps_page: str | int | None = 1) -> RunDetail:
+    """A run's steps (``STEPS_PER_PAGE`` at a time; a page number that is not one
+    shows the nearest page), decisions, actions, replays of it and the run it replays."""
+    actions = list(RunAction.objects.filter(run_id=run.run_id).order_by("-requested_at"))
+    steps = Step.objects.filter(run_id=run.run_id).order_by("step_index")
+    return RunDetail(
+        run=run,
+        steps=Paginator(steps, STEPS_PER_PAGE).get_page(steps_page),
+        decisions=list(decisions_of(run.run_id)),
+        actions=actions,
+        replays=[a for a in actions if a.kind == RunAction.Kind.REPLAY and a.result_run_id],
+        replayed_from=RunAction.objects.filter(
+            kind=RunAction.Kind.REPLAY, result_run_id=run.run_id
+        ).first(),
+    )
+
+
+def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
+    """Search: the runs whose id starts with ``term``, whose blueprint name starts
+    with it, or whose error contains it — all three, whichever matches.
+
+    Run ids are hex, so a word like ``bad``, ``cafe`` or ``feed`` is often an id
+    prefix too; it must not hide the runs whose error mentions it. The id
+    matches come first, then the others, each in ``runs``' order.
+
+    Rare matches are resolved to their ids first, so the list and its count
+    read a few rows by key: the id prefix from the primary key index (never a
+    scan), the text matches in one pass over ``runs`` (no index holds error
+    text), which stops early when matches are common. Common ones (more than
+    ``PREFIX_IDS_LIMIT``) stay conditions: a range of the primary key for the
+    id prefix (it ranks no run first: no one run is looked for), the text
+    conditions for the rest. A term no stored text can hold (NUL, a lone
+    surrogate) matches nothing, without a query.
+    """
+    if not term:
+        return runs
+    if not storable(term):
+        return runs.none()
+    upper = _prefix_upper_bound(term)
+    by_id = Q(run_id__gte=term) & (Q(run_id__lt=upper) if upper else Q())
+    by_text = Q(blueprint_name__startswith=term) | error_contains(term)
+    ids = list(
+        Run.objects.filter(by_id)
+        .order_by("run_id")
+        .values_list("run_id", flat=True)[: PREFIX_IDS_LIMIT + 1]
+    )
+    texts = list(
+        runs.filter(by_text).order_by().values_list("run_id", flat=True)[: PREFIX_IDS_LIMIT + 1]
+    )
+    few_ids, few_texts = len(ids) <= PREFIX_IDS_LIMIT, len(texts) <= PREFIX_IDS_LIMIT
+    if few_ids and few_texts:
+        matched = runs.filter(run_id__in={*ids, *texts})
+    else:
+        matched = runs.filter(
+            (Q(run_id__in=ids) if few_ids else by_id)
+            | (Q(run_id__in=texts) if few_texts else by_text)
+        )
+    if not ids or not few_ids:
+        return matched
+    # The admin's changelist orders the list before searching it: keep that
+    # order (or the model's), after the id matches.
+    ordering = list(runs.query.order_by) or (
+        list(Run._meta.ordering) if runs.query.default_ordering else []
+    )
+    return matched.alias(
+        search_rank=Case(When(run_id__in=ids, then=Value(0)), default=Value(1))
+    ).order_by("search_rank", *ordering)
+
+
+PREFIX_IDS_LIMIT = 1000
+
+
+def error_contains(term: str) -> Q:
+    """Runs whose error contains ``term`` (any case), answered from the error index
+    (migration 0011). PostgreSQL's trigram index serves ``icontains`` itself. On
+    SQLite the FTS5 trigram table answers a phrase query for three characters or
+    more; a shorter term is looked for with LIKE in that table (errors only)."""
+    if connection.vendor != "sqlite":
+        return Q(error__icontains=term)
+    if len(term) >= TRIGRAM:
+        phrase = '"' + term.replace('"', '""') + '"'
+        query = "SELECT run_id FROM runs_run_error_fts WHERE runs_run_error_fts MATCH %s"
+        return Q(run_id__in=RawSQL(query, [phrase]))  # noqa: S611 — the term is a parameter
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    query = "SELECT run_id FROM runs_run_error_fts WHERE error LIKE %s ESCAPE '\\'"
+    return Q(run_id__in=RawSQL(query, [f"%{escaped}%"]))  # noqa: S611 — a parameter
+
+
+TRIGRAM = 3  # the shortest term the trigram index answers
+
+
+def storable(text: str) -> bool:
+    """Whether stored text could hold ``text``: none holds NUL (PostgreSQL text cannot,
+    so the store refuses or replaces it) or a lone surrogate (no database encodes one).
+
+    Comparing such a term with a column fails in the database driver; a search
+    or an id lookup for one finds nothing without asking.
+    """
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()  # UTF-8, which has no encoding for a lone surrogate
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The least string after every string starting with ``prefix``, in code point
+    order (UTF-8 byte order, as both databases compare run ids), or None when no
+    string is (``prefix`` is all U+10FFFF).
+
+    The surrogates U+D800 to U+DFFF are skipped: no stored string holds one, and
+    none can be sent to a database (U+D7FF is followed by U+E000).
+    """
+    stem = prefix.rstrip("\U0010ffff")
+    if not stem:
+        return None
+    following = ord(stem[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:
+        following = 0xE000
+    return stem[:-1] + chr(following)
+
+
+def step_counts(run_ids: list[str]) -> dict[str, int]:
+    """How many steps each of these runs has (one grouped query on the steps' key)."""
+    if not run_ids:
+        return {}
+    return dict(
+        Step.objects.filter(run_id__in=run_ids)
+        .order_by()
+        .values_list("run_id")
+        .annotate(n=Count("*"))
+        .values_list("run_id", "n")
+    )
+
+
+def status_breakdown(runs: QuerySet[Run]) -> list[tuple[str, str]]:
+    """How many of ``runs`` are in each status: (label, count written out), most first."""
+    counts = runs.order_by().values_list("status").annotate(n=Count("*")).values_list("status", "n")
+    labels = dict(Run.Status.choices)
+    ranked = sorted(counts, key=lambda item: -item[1])
+    return [(labels.get(status, status), f"{count:,}") for status, count in ranked]
