@@ -31,6 +31,7 @@ run: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	DJANGO_SECRET_KEY=lint-only-not-a-secret $(VENV)/bin/mypy
 
 ## Install everything, lint, and run the whole test suite (on $$DATABASE_URL, default SQLite)
 test: lint

@@ -8,7 +8,7 @@ from datetime import date
 
 from runs.models import Run
 
-STATUS_COLORS = {
+STATUS_COLORS: dict[str, str] = {
     Run.Status.COMPLETED: "#3c9a5f",
     Run.Status.FAILED: "#c4443b",
     Run.Status.SUSPENDED: "#e0a526",
@@ -46,7 +46,7 @@ def runs_per_day(per_day: list[tuple[date, dict[str, int]]], *, width: int = 640
     scale = (height - bottom - top) / peak
     bars, labels = [], []
     for index, (day, counts) in enumerate(per_day):
-        x, y = index * slot + slot * 0.15, height - bottom
+        x, y = index * slot + slot * 0.15, float(height - bottom)
         for status in Run.Status.values:
             count = counts.get(status, 0)
             if count:
@@ -62,7 +62,7 @@ def runs_per_day(per_day: list[tuple[date, dict[str, int]]], *, width: int = 640
                         f"{day:%b %d}: {count} {Run.Status(status).label.lower()}",
                     )
                 )
-        labels.append((x + slot * 0.35, height - 8, f"{day:%d}"))
+        labels.append((x + slot * 0.35, float(height - 8), f"{day:%d}"))
     legend = [(STATUS_COLORS[value], label) for value, label in Run.Status.choices]
     return Chart(width, height, bars, labels, legend)
 
@@ -90,7 +90,7 @@ def duration_percentiles(
                     f"{name} {key}: {values[key]:.0f} ms",
                 )
             )
-        labels.append((4, y + 16, name[:24]))
+        labels.append((4.0, float(y + 16), name[:24]))
     legend = [(color, key) for key, color in PERCENTILE_COLORS.items()]
     return Chart(width, height, bars, labels, legend), rows
 

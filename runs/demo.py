@@ -130,7 +130,10 @@ def seed_demo_runs(*, seed: int = 7) -> int:
 def _execute(project: NeuroCoreProject, blueprint: str, data: dict[str, Any]) -> Run:
     with contextlib.suppress(NeuroCoreError):  # a failure is recorded on the run
         runtime.execute(blueprint, data, project=project)
-    return Run.objects.order_by("-created_at").first()
+    run = Run.objects.order_by("-created_at").first()
+    if run is None:
+        raise RuntimeError(f"NeuroCore recorded no run of {blueprint}.")
+    return run
 
 
 def _work_off_queue() -> None:

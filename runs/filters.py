@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -97,10 +98,10 @@ class CreatedFilter(admin.ListFilter):
     def has_output(self) -> bool:
         return True
 
-    def expected_parameters(self) -> list[str]:
+    def expected_parameters(self) -> list[str | None]:
         return list(self.PARAMETERS)
 
-    def choices(self, changelist: Any) -> list[dict[str, Any]]:
+    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
         current = self.values.get("created")
         options = [
             ("", "Any time"),
@@ -108,16 +109,14 @@ class CreatedFilter(admin.ListFilter):
             ("7d", "Last 7 days"),
             ("30d", "Last 30 days"),
         ]
-        return [
-            {
+        for value, label in options:
+            yield {
                 "selected": (current or "") == value and not self._range_given(),
                 "query_string": changelist.get_query_string(
                     {"created": value} if value else {}, list(self.PARAMETERS)
                 ),
                 "display": label,
             }
-            for value, label in options
-        ]
 
     def _range_given(self) -> bool:
         return bool(self.values.get("created_from") or self.values.get("created_to"))

@@ -35,7 +35,7 @@ class DecisionForm(forms.Form):
     suspended_at = forms.DateTimeField(widget=forms.HiddenInput)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if cleaned.get("decision") == "reject" and not cleaned.get("note"):
             self.add_error("note", "Say why you reject this run: a note is required to reject.")
         return cleaned

@@ -30,23 +30,23 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UsernameField
 from django.contrib.auth.views import LoginView
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 
 def serialize_login_attempts(view: View) -> View:
     """``view`` with each POST for an existing username run under that user's row lock."""
 
     @wraps(view)
-    def serialized(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def serialized(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method != "POST":
             return view(request, *args, **kwargs)
         # The username as the login form cleans it before authenticating (stripped,
         # NFKC-normalized): another spelling of it must not escape the lock.
         user_model = get_user_model()
         field = user_model._meta.get_field(user_model.USERNAME_FIELD)
-        username = UsernameField(max_length=field.max_length or 254).to_python(
+        username = UsernameField(max_length=getattr(field, "max_length", None) or 254).to_python(
             request.POST.get("username")
         )
         user = user_model._default_manager.filter(**{user_model.USERNAME_FIELD: username})

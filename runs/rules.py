@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from runs.errors import ActionInFlight, ConsoleError
 from runs.models import Run, RunAction
-from runs.permissions import Actor, can_decide, can_delete, can_operate
+from runs.permissions import AnyUser, can_decide, can_delete, can_operate
 
 # What only a Decision may hand to NeuroCore's approval gate.
 DECISION_KEYS = frozenset({"approved", "note", "by"})
@@ -34,7 +34,7 @@ def gate_refusal(run: Run) -> str:
 def check_action(
     kind: str,
     run: Run,
-    actor: Actor | None,
+    actor: AnyUser | None,
     *,
     open_action: RunAction | None,
     resume_data: dict[str, Any] | None = None,
@@ -91,7 +91,7 @@ def check_action(
                 )
 
 
-def _check_permission(kind: str, run: Run, actor: Actor | None) -> None:
+def _check_permission(kind: str, run: Run, actor: AnyUser | None) -> None:
     """Raise ``PermissionDenied`` unless ``actor`` may take action ``kind`` on ``run``."""
     match kind:
         case RunAction.Kind.REOPEN:

@@ -16,7 +16,7 @@ from runs import clientip, selectors
 from runs.errors import ConsoleError
 from runs.forms import DecisionForm, ReopenForm
 from runs.models import Run, Source
-from runs.permissions import can_decide, can_view_runs
+from runs.permissions import can_decide, can_view_runs, signed_in
 from runs.presentation import input_summary, pretty_json
 from runs.services.decisions import decision_record
 from runs.services.operations import run_reopen
@@ -71,7 +71,7 @@ def review(request: HttpRequest, run_id: str) -> HttpResponse:
                     note=form.cleaned_data["note"],
                     shown_gate=form.cleaned_data["gate"],
                     shown_suspended_at=form.cleaned_data["suspended_at"],
-                    actor=request.user,
+                    actor=signed_in(request.user),
                     source=Source.WEB,
                     client_address=clientip.client_address(request),
                 )
@@ -111,13 +111,13 @@ def reopen(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _run_or_404(run_id)
     form = ReopenForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(form.errors.get("reason", ["Give a reason."])))
+        messages.error(request, " ".join(map(str, form.errors.get("reason", ["Give a reason."]))))
         return redirect("approvals:review", run_id=run.run_id)
     try:
         run_reopen(
             run_id=run.run_id,
             reason=form.cleaned_data["reason"],
-            actor=request.user,
+            actor=signed_in(request.user),
             source=Source.WEB,
         )
     except ConsoleError as error:

@@ -324,8 +324,9 @@ def _resume_through_neurocore(action: RunAction, fence: Callable[[], None]) -> O
     except (LeaseLost, DatabaseError):
         raise
     except Exception as exc:  # a failing resume is an outcome; NeuroCore records it on the run
-        if isinstance(exc.__cause__ or exc.__context__, LeaseLost | DatabaseError):
-            raise (exc.__cause__ or exc.__context__) from exc
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, LeaseLost | DatabaseError):
+            raise cause from exc
         logger.warning("Resume of run %s ended in an error: %s", run.run_id, exc)
         error = str(exc)
     finally:

@@ -17,6 +17,7 @@ from runs.admin.base import ConsoleModelAdmin
 from runs.models import (
     BlueprintScope,
 )
+from runs.permissions import signed_in
 from runs.services.access import access_change_record
 
 
@@ -42,7 +43,7 @@ class AccessAuditedAdmin(ConsoleModelAdmin):
 
     def _audit(self, request: HttpRequest, action: str, obj: Any, message: Any) -> None:
         access_change_record(
-            actor=request.user,
+            actor=signed_in(request.user),
             action=action,
             target_type=self.audit_type,
             target=str(obj),

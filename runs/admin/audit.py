@@ -74,7 +74,7 @@ class BulkRequestAdmin(ReadOnlyAdmin):
 
     list_display = ["requested_at", "kind", "requested_by_identity", "state", "progress"]
     list_filter = ["state", "kind"]
-    fields = [
+    fields = readonly_fields = (
         "kind",
         "requested_by_identity",
         "requested_at",
@@ -84,8 +84,7 @@ class BulkRequestAdmin(ReadOnlyAdmin):
         "refused",
         "refusal_list",
         "finished_at",
-    ]
-    readonly_fields = fields
+    )
     change_form_template = "admin/runs/bulkrequest/change_form.html"
     show_full_result_count = False
 

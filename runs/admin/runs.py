@@ -45,7 +45,7 @@ from runs.models import (
     RunAction,
     Source,
 )
-from runs.permissions import can_delete, can_operate
+from runs.permissions import can_delete, can_operate, signed_in
 from runs.presentation import human_duration, pretty_json
 from runs.services.bulk import bulk_request_create
 from runs.services.operations import runs_act
@@ -149,7 +149,7 @@ class RunAdmin(ReadOnlyAdmin):
             done, refused = runs_act(
                 kind=kind,
                 run_ids=[run.run_id for run in runs],
-                actor=request.user,
+                actor=signed_in(request.user),
                 source=Source.WEB,
                 resume_data=resume_data,
             )
@@ -190,7 +190,7 @@ class RunAdmin(ReadOnlyAdmin):
                 run_ids=list(
                     queryset.order_by("-created_at", "-run_id").values_list("pk", flat=True)
                 ),
-                actor=request.user,
+                actor=signed_in(request.user),
                 source=Source.WEB,
                 resume_data=form.cleaned_data.get("resume_data")
                 if kind == RunAction.Kind.RESUME

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from django.core.management.base import CommandError, OutputWrapper
 from neurocore.errors import NeuroCoreError
@@ -52,7 +52,7 @@ class TransferCommands:
             runs_file = open_runs_file(path)
         except UnreadableFile as error:
             raise CommandError(terminal_text(str(error)), returncode=FAILURE) from None
-        console = Console(file=RawStream(self.stderr), emoji=False)
+        console = Console(file=cast(IO[str], RawStream(self.stderr)), emoji=False)
         try:
             # Refreshed per batch, not by a thread competing with the import.
             with Progress(console=console, transient=True, auto_refresh=False) as progress:

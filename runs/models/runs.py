@@ -135,6 +135,8 @@ class Run(models.Model):
     duration_ms = models.FloatField(null=True, blank=True)
 
     objects = RunQuerySet.as_manager()
+    # Not a column: set by RunQuerySet.with_step_counts() and the runs list's page.
+    step_count: int
 
     class Meta:
         ordering = ["-created_at"]

@@ -13,11 +13,11 @@ from django.db.models import QuerySet
 
 from runs.errors import ConsoleError
 from runs.models import Decision, Run, RunAction, Step
-from runs.permissions import DECIDE, Actor, allowed_blueprints, can_decide
+from runs.permissions import DECIDE, AnyUser, allowed_blueprints, can_decide
 from runs.rules import check_action
 
 
-def runs_awaiting_decision_for(user: Actor) -> QuerySet[Run]:
+def runs_awaiting_decision_for(user: AnyUser) -> QuerySet[Run]:
     """Runs waiting at a gate that ``user`` may decide, longest waiting first.
 
     Scopes are applied to the blueprints that have waiting runs (a handful),
@@ -32,7 +32,7 @@ def runs_awaiting_decision_for(user: Actor) -> QuerySet[Run]:
     return waiting.order_by("updated_at", "run_id")
 
 
-def waiting_count_for(user: Actor) -> int:
+def waiting_count_for(user: AnyUser) -> int:
     """How many runs wait for a decision ``user`` may make."""
     return runs_awaiting_decision_for(user).count()
 
@@ -70,7 +70,8 @@ def review_evidence(run: Run) -> ReviewEvidence:
     """The gate, inputs, data produced so far and steps done, as shown for review."""
     steps = list(run.steps.order_by("step_index"))
     context = run.final_context if isinstance(run.final_context, dict) else {}
-    data = context.get("data") if isinstance(context.get("data"), dict) else {}
+    produced = context.get("data")
+    data: dict[str, Any] = produced if isinstance(produced, dict) else {}
     gate = run.suspended_at_node or ""
     message = run.suspension_reason or ""
     shown = {
@@ -165,7 +166,7 @@ class ActionPreview:
 def action_preview(
     kind: str,
     runs: list[Run],
-    actor: Actor,
+    actor: AnyUser,
     *,
     open_actions: dict[str, RunAction] | None = None,
 ) -> ActionPreview:

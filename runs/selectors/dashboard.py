@@ -97,7 +97,8 @@ def dashboard(*, now: datetime | None = None) -> Dashboard:
         .values_list("blueprint_name", "duration_ms")[:DURATION_SAMPLE]
     )
     for blueprint, duration in latest:
-        samples.setdefault(blueprint, []).append(duration)
+        if duration is not None:  # the query asks for durations: always true
+            samples.setdefault(blueprint, []).append(duration)
     return Dashboard(
         by_status=by_status,
         awaiting=Run.objects.awaiting_decision().count(),

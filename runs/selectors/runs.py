@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.core.paginator import Page, Paginator
 from django.db import connection
@@ -152,8 +153,8 @@ def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
         return matched
     # The admin's changelist orders the list before searching it: keep that
     # order (or the model's), after the id matches.
-    ordering = list(runs.query.order_by) or (
-        list(Run._meta.ordering) if runs.query.default_ordering else []
+    ordering: list[Any] = list(runs.query.order_by) or (
+        list(Run._meta.ordering or []) if runs.query.default_ordering else []
     )
     return matched.alias(
         search_rank=Case(When(run_id__in=ids, then=Value(0)), default=Value(1))

@@ -6,20 +6,19 @@ import getpass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from runs.errors import ConsoleError
 from runs.models import AccessChange
-from runs.permissions import Actor
 from runs.services.actions import who
 
 
 def access_change_record(
     *,
-    actor: Actor | None,
+    actor: User | None,
     action: str,
     target_type: str,
     target: str,

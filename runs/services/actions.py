@@ -7,20 +7,20 @@ first. Background actions are enqueued in the transaction that records them.
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from runs.errors import ActionInFlight, RunNotFound
 from runs.models import Run, RunAction
-from runs.permissions import Actor
 from runs.tasks import execute_run_action
 
 
-def actor_identity(user: Actor) -> str:
+def actor_identity(user: User) -> str:
     """How a person is named in audits and in NeuroCore's ``resume_data["by"]``."""
     return getattr(user, "email", "") or user.get_username()
 
 
-def who(actor: Actor | None, identity: str | None) -> str:
+def who(actor: User | None, identity: str | None) -> str:
     """The identity to record: given explicitly (the CLI's --by), else the actor's.
 
     Raises ``ValueError`` when there is neither.

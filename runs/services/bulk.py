@@ -15,12 +15,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.utils import timezone
 
 from runs.models import BulkRequest, RunAction, Source
-from runs.permissions import Actor, can_delete, can_operate
+from runs.permissions import can_delete, can_operate
 from runs.services.actions import who
 from runs.services.operations import runs_act
 
@@ -39,7 +40,7 @@ def bulk_request_create(
     *,
     kind: str,
     run_ids: list[str],
-    actor: Actor,
+    actor: User,
     source: Source,
     resume_data: dict[str, Any] | None = None,
 ) -> BulkRequest:
@@ -88,6 +89,8 @@ def bulk_requests_process(*, now: datetime | None = None, chunk: int = CHUNK) ->
         return 0
     request = BulkRequest.objects.select_related("requested_by").get(pk=pk)
     handled = 0
+    done: list[RunAction]
+    refused: list[tuple[str, str]]
     while request.position < request.total:
         ids = request.run_ids[request.position : request.position + chunk]
         if request.requested_by is None or not request.requested_by.is_active:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from runs.errors import ActionInFlight, AlreadyDecided, DecisionRefused
 from runs.models import Decision, RunAction, Source
-from runs.permissions import Actor, can_decide
+from runs.permissions import can_decide
 from runs.selectors import decision_on, review_evidence
 from runs.services.actions import action_enqueue, actor_identity, locked_run, open_action
 
@@ -30,7 +31,7 @@ def decision_record(
     note: str,
     shown_gate: str,
     shown_suspended_at: datetime,
-    actor: Actor,
+    actor: User,
     source: Source,
     client_address: str | None = None,
 ) -> Decision:
@@ -59,7 +60,9 @@ def decision_record(
                 shown_gate,
                 shown_suspended_at,
             )
-            raise AlreadyDecided(shown, now_waiting_at=suspension.gate if moved_on else None)
+            raise AlreadyDecided(
+                shown, now_waiting_at=suspension.gate if suspension and moved_on else None
+            )
         if suspension is None or not suspension.is_approval:
             raise DecisionRefused(
                 f"This run is {run.get_status_display().lower()}, not waiting for a decision. "

@@ -189,7 +189,7 @@ class _Sweep:
             with transaction.atomic():
                 notice = SuspensionNotice.objects.create(
                     run=run,
-                    gate=run.suspended_at_node,
+                    gate=run.suspended_at_node or "",
                     suspended_at=run.updated_at,
                     sent_at=self.now,
                     attempts=1,

@@ -10,20 +10,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
 from runs.errors import ConsoleError
 from runs.models import Run, RunAction, Source
-from runs.permissions import Actor
 from runs.rules import check_action
 from runs.services.actions import action_enqueue, action_open, locked_run, open_action, who
 from runs.services.decisions import NOTE_MAX_LENGTH
 
 
 def _checked_run(
-    kind: str, run_id: str, actor: Actor | None, resume_data: dict[str, Any] | None = None
+    kind: str, run_id: str, actor: User | None, resume_data: dict[str, Any] | None = None
 ) -> Run:
     run = locked_run(run_id)
     check_action(kind, run, actor, open_action=open_action(run_id), resume_data=resume_data)
@@ -34,7 +34,7 @@ def run_resume_request(
     *,
     run_id: str,
     resume_data: dict[str, Any] | None,
-    actor: Actor | None,
+    actor: User | None,
     source: Source,
     identity: str | None = None,
 ) -> RunAction:
@@ -62,7 +62,7 @@ def run_resume_request(
         )
 
 
-def run_reopen(*, run_id: str, reason: str, actor: Actor, source: Source) -> RunAction:
+def run_reopen(*, run_id: str, reason: str, actor: User, source: Source) -> RunAction:
     """Send a rejected run back to the gate that rejected it, with a reason; queue it.
 
     NeuroCore runs the gate again, so the run waits for a new decision.
@@ -93,7 +93,7 @@ def run_reopen(*, run_id: str, reason: str, actor: Actor, source: Source) -> Run
 
 
 def run_replay_request(
-    *, run_id: str, actor: Actor | None, source: Source, identity: str | None = None
+    *, run_id: str, actor: User | None, source: Source, identity: str | None = None
 ) -> RunAction:
     """Queue a replay: a new run of the stored blueprint snapshot on the same inputs.
 
@@ -116,7 +116,7 @@ def run_replay_request(
 
 
 def _done_at_once(
-    kind: str, run: Run, actor: Actor | None, identity: str | None, source: Source
+    kind: str, run: Run, actor: User | None, identity: str | None, source: Source
 ) -> RunAction:
     """Record an action done in this transaction: opened (so the database refuses it while
     another is open), then closed."""
@@ -137,7 +137,7 @@ def _done_at_once(
 
 
 def run_cancel(
-    *, run_id: str, actor: Actor | None, source: Source, identity: str | None = None
+    *, run_id: str, actor: User | None, source: Source, identity: str | None = None
 ) -> RunAction:
     """Cancel a waiting or running run: it ends ``cancelled`` and cannot be resumed.
 
@@ -156,7 +156,7 @@ def run_cancel(
 
 
 def run_delete(
-    *, run_id: str, actor: Actor | None, source: Source, identity: str | None = None
+    *, run_id: str, actor: User | None, source: Source, identity: str | None = None
 ) -> RunAction:
     """Delete a run and its steps; the record of the deletion (and its decisions) stay.
 
@@ -175,7 +175,7 @@ def runs_act(
     *,
     kind: str,
     run_ids: list[str],
-    actor: Actor | None,
+    actor: User | None,
     source: Source,
     resume_data: dict[str, Any] | None = None,
 ) -> tuple[list[RunAction], list[tuple[str, str]]]:

@@ -14,7 +14,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar, cast
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -139,7 +139,7 @@ class Command(TransferCommands, BaseCommand):
         markup=True)``. No emoji codes: ``:warning:`` in a value stays text.
         """
         console = Console(
-            file=RawStream(self.stdout),
+            file=cast(IO[str], RawStream(self.stdout)),
             width=max(100, shutil.get_terminal_size().columns),
             emoji=False,
         )
@@ -287,7 +287,7 @@ class Command(TransferCommands, BaseCommand):
         self, *, run_id: str, reject: bool, note: str, by: str, wait: bool, **_: Any
     ) -> None:
         run = self.resolve(run_id)
-        user, _ = self.actor(by)
+        user, _identity = self.actor(by)
         verb = "Rejection" if reject else "Approval"
         if user is None:
             raise CommandError(
@@ -314,7 +314,7 @@ class Command(TransferCommands, BaseCommand):
 
     def handle_reopen(self, *, run_id: str, reason: str, by: str, wait: bool, **_: Any) -> None:
         run = self.resolve(run_id)
-        user, _ = self.actor(by)
+        user, _identity = self.actor(by)
         if user is None:
             raise CommandError(
                 "Reopen failed: name the console user who reopens with --by (username or "
