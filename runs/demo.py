@@ -17,18 +17,19 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db.models import F
 from neurocore.errors import NeuroCoreError
 
 from runs import runtime, worker
 from runs.models import Run, RunAction, Source, Step
 from runs.runtime import NeuroCoreProject, current_project
+from runs.services.access import user_exists, user_provision, user_superuser_set
 from runs.services.decisions import decision_record
 from runs.services.operations import run_cancel
 from runs.store import DjangoRunStore
 
 DEMO_MARKER = "demo"  # every demo run's initial data carries {"demo": true}
+DEMO_IDENTITY = "make run (demo seed)"  # who the access audit says created the demo users
 SPREAD_DAYS = 14
 
 
@@ -58,16 +59,18 @@ def demo_seeded() -> bool:
 
 
 def create_demo_users() -> list[DemoUser]:
-    """Create the demo users (or reset their passwords and roles); return them."""
-    users = get_user_model().objects
+    """Create the demo users with their roles, through the access services (so the
+    access audit records them); return them. A password someone changed since is
+    left alone."""
     for demo in DEMO_USERS:
-        user, _ = users.get_or_create(
-            username=demo.username, defaults={"email": f"{demo.username}@example.com"}
+        user, _ = user_provision(
+            username=demo.username,
+            email=f"{demo.username}@example.com",
+            groups=[demo.role] if demo.role else [],
+            password=None if user_exists(demo.username) else demo.password,
+            identity=DEMO_IDENTITY,
         )
-        user.set_password(demo.password)
-        user.is_staff = user.is_superuser = demo.superuser
-        user.save()
-        user.groups.set(Group.objects.filter(name=demo.role) if demo.role else [])
+        user_superuser_set(user=user, superuser=demo.superuser, actor=None, identity=DEMO_IDENTITY)
     return DEMO_USERS
 
 

@@ -58,3 +58,16 @@ def human_duration(milliseconds: float | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def access_change_summary(change: Any) -> str:
+    """What an access change changed, in a line: ``groups: Viewers → Approvers``."""
+    before, after = change.before or {}, change.after or {}
+    keys = [key for key in {**before, **after} if before.get(key) != after.get(key)]
+
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            return ", ".join(map(str, value)) or "none"
+        return "—" if value in (None, "") else str(value)
+
+    return "; ".join(f"{key}: {shown(before.get(key))} → {shown(after.get(key))}" for key in keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import subprocess
@@ -570,8 +571,13 @@ def test_createuser_creates_a_user_in_roles_with_a_generated_password() -> None:
         "Finance",
         "Viewers",
     ]
-    change = AccessChange.objects.get()
-    assert (change.action, change.target_type, change.target) == ("added", "user", "fiona")
+    assert list(
+        AccessChange.objects.order_by("pk").values_list("kind", "target", "actor_identity")
+    ) == [
+        ("user-created", "fiona", f"{getpass.getuser()} (OS user, createuser)"),
+        ("password-set", "fiona", f"{getpass.getuser()} (OS user, createuser)"),
+        ("user-groups", "fiona", f"{getpass.getuser()} (OS user, createuser)"),
+    ]
 
 
 def test_createuser_updates_and_reads_the_password_from_stdin(monkeypatch: Any) -> None:
@@ -627,13 +633,26 @@ def test_changes_to_users_groups_and_scopes_in_the_admin_are_audited(superuser: 
     )
     assert response.status_code == 302
     changes = list(
-        AccessChange.objects.order_by("changed_at").values_list(
-            "actor_identity", "action", "target_type", "target"
+        AccessChange.objects.order_by("pk").values_list(
+            "actor_identity", "kind", "target", "before", "after"
         )
     )
     assert changes == [
-        ("root@example.com", "changed", "user", "ada"),
-        ("root@example.com", "added", "blueprint scope", "payments* (approve or reject)"),
+        # Who gave Ada the Approvers role, when, and what she had before:
+        (
+            "root@example.com",
+            "user-groups",
+            "ada",
+            {"groups": ["Viewers"]},
+            {"groups": ["Approvers"]},
+        ),
+        (
+            "root@example.com",
+            "scope-saved",
+            "payments* (approve or reject)",
+            {},
+            {"pattern": "payments*", "action": "decide", "groups": ["Finance"], "note": ""},
+        ),
     ]
     listing = client.get(reverse("admin:runs_accesschange_changelist"))
     assert "payments* (approve or reject)" in listing.content.decode()
@@ -643,3 +662,45 @@ def test_the_access_audit_is_for_superusers_only(viewer: Any) -> None:
     client = Client()
     client.force_login(viewer)
     assert client.get(reverse("admin:runs_accesschange_changelist")).status_code == 403
+
+
+def test_every_access_change_says_what_it_was_and_is(superuser: Any) -> None:
+    """Deactivating, a new password and a deletion in the admin: one row of its kind each."""
+    client = Client()
+    client.force_login(superuser)
+    bob = make_user("bob", "Operators")
+    form = {
+        "username": "bob",
+        "email": "bob@example.com",
+        "groups": [Group.objects.get(name="Operators").pk],
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+    }  # is_active left out: unticked
+    assert client.post(reverse("admin:auth_user_change", args=[bob.pk]), form).status_code == 302
+    response = client.post(
+        reverse("admin:auth_user_password_change", args=[bob.pk]),
+        {"password1": "a-Fresh-long-passphrase-7", "password2": "a-Fresh-long-passphrase-7"},
+    )
+    assert response.status_code == 302
+    client.post(reverse("admin:auth_user_delete", args=[bob.pk]), {"post": "yes"})
+    rows = list(AccessChange.objects.order_by("pk").values_list("kind", "before", "after"))
+    assert [kind for kind, _, _ in rows] == ["user-deactivated", "password-set", "user-deleted"]
+    assert rows[0][1:] == ({"is_active": True}, {"is_active": False})
+    assert rows[1][2] == {"password_usable": True}
+    assert (rows[2][1]["groups"], rows[2][2]) == (["Operators"], {})
+
+
+def test_the_demo_keeps_a_password_its_user_changed_and_audits_its_users() -> None:
+    from runs.demo import DEMO_IDENTITY, create_demo_users
+
+    create_demo_users()
+    ada = get_user_model().objects.get(username="ada")
+    ada.set_password("ada-chose-her-own-passphrase")
+    ada.save()
+    create_demo_users()  # make run, again
+    ada.refresh_from_db()
+    assert ada.check_password("ada-chose-her-own-passphrase")
+    kinds = set(
+        AccessChange.objects.filter(actor_identity=DEMO_IDENTITY).values_list("kind", flat=True)
+    )
+    assert {"user-created", "password-set", "user-groups"} <= kinds

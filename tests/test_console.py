@@ -394,3 +394,12 @@ def test_a_long_run_shows_its_steps_a_page_at_a_time(viewer_client: Client) -> N
     assert "?_changelist_filters=status%3Drunning&amp;steps=3#steps" in from_filtered_list
     assert shown(steps="nope")[0] == first  # not a number: the first page
     assert shown(steps=99)[0] == list(range(200, 250))  # past the end: the last page
+
+
+def test_the_tally_is_the_list_count_only_while_no_scope_narrows_viewing() -> None:
+    """The runs list shows the tally as its count because every viewer sees every run.
+    The day a blueprint scope can narrow *viewing*, that count is wrong for the
+    scoped: give selectors.listed_run_count the scope, then change this test."""
+    from runs.models import BlueprintScope
+
+    assert set(BlueprintScope.Action.values) == {"decide", "operate"}

@@ -16,9 +16,9 @@ from django.test import Client
 from django.urls import reverse
 
 from runs import selectors
+from runs.models import Run
 from runs.selectors import runs as run_selectors
 from runs.selectors.runs import _prefix_upper_bound as prefix_upper_bound
-from runs.models import Run
 from runs.store import DjangoRunStore
 from tests.test_store import make_run
 

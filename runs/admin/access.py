@@ -14,41 +14,41 @@ from runs import (
     converters,  # noqa: F401 — registers <run_id:…>
 )
 from runs.admin.base import ConsoleModelAdmin
-from runs.models import (
-    BlueprintScope,
-)
+from runs.models import AccessChange, BlueprintScope
 from runs.permissions import signed_in
-from runs.services.access import access_change_record
+from runs.services.access import (
+    access_change_record,
+    access_deleted,
+    access_form_saved,
+    access_state,
+)
 
 
 class AccessAuditedAdmin(ConsoleModelAdmin):
-    """Records every addition, change and deletion made here in the access audit."""
+    """Records every change made here in the access audit, through its services:
+    the state is read before the form is saved and compared after (groups too)."""
 
-    audit_type = ""
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        stored = type(obj).objects.filter(pk=obj.pk).first() if change else None
+        request._access_before = access_state(stored) if stored is not None else None  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
 
-    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        entry = super().log_addition(request, obj, message)
-        self._audit(request, "added", obj, message)
-        return entry
-
-    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        entry = super().log_change(request, obj, message)
-        self._audit(request, "changed", obj, message)
-        return entry
-
-    def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
-        for obj in queryset:
-            self._audit(request, "deleted", obj, [])
-        return super().log_deletions(request, queryset)
-
-    def _audit(self, request: HttpRequest, action: str, obj: Any, message: Any) -> None:
-        access_change_record(
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        access_form_saved(
+            target=form.instance,
+            before=getattr(request, "_access_before", None),
             actor=signed_in(request.user),
-            action=action,
-            target_type=self.audit_type,
-            target=str(obj),
-            details={"change": message} if message else {},
         )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        access_deleted(target=obj, actor=signed_in(request.user))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for obj in queryset:
+            access_deleted(target=obj, actor=signed_in(request.user))
+        super().delete_queryset(request, queryset)
 
 
 admin.site.unregister(User)
@@ -57,17 +57,30 @@ admin.site.unregister(Group)
 
 @admin.register(User)
 class ConsoleUserAdmin(AccessAuditedAdmin, UserAdmin):
-    audit_type = "user"
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> Any:
+        """Django's password page; a password set there is recorded too."""
+        user = self.get_object(request, id)
+        usable = user.has_usable_password() if user is not None else None
+        response = super().user_change_password(request, id, form_url)
+        if user is not None and request.method == "POST" and response.status_code == 302:
+            user.refresh_from_db()
+            access_change_record(
+                kind=AccessChange.Kind.PASSWORD_SET,
+                target=user,
+                before={"password_usable": usable},
+                after={"password_usable": user.has_usable_password()},
+                actor=signed_in(request.user),
+            )
+        return response
 
 
 @admin.register(Group)
 class ConsoleGroupAdmin(AccessAuditedAdmin, GroupAdmin):
-    audit_type = "group"
+    pass
 
 
 @admin.register(BlueprintScope)
 class BlueprintScopeAdmin(AccessAuditedAdmin):
-    audit_type = "blueprint scope"
     list_display = ["pattern", "action", "group_names", "note"]
     list_filter = ["action", "groups"]
     search_fields = ["pattern"]

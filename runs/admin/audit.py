@@ -21,6 +21,7 @@ from runs.models import (
     RunAction,
 )
 from runs.permissions import can_administer_access, can_delete, can_operate
+from runs.presentation import access_change_summary
 
 DECISION_CSV_COLUMNS = [
     ("decided_at", "decided_at"),
@@ -125,8 +126,8 @@ class RunActionAdmin(ReadOnlyAdmin):
 
 @admin.register(AccessChange)
 class AccessChangeAdmin(ReadOnlyAdmin):
-    list_display = ["changed_at", "actor_identity", "action", "target_type", "target"]
-    list_filter = ["target_type", "action", "changed_at"]
+    list_display = ["changed_at", "actor_identity", "kind", "target", "what_changed"]
+    list_filter = ["kind", "target_type", "changed_at"]
     search_fields = ["actor_identity", "target"]
     date_hierarchy = "changed_at"
     show_full_result_count = False
@@ -136,3 +137,7 @@ class AccessChangeAdmin(ReadOnlyAdmin):
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return can_administer_access(request.user)
+
+    @admin.display(description="From → to")
+    def what_changed(self, change: AccessChange) -> str:
+        return access_change_summary(change)

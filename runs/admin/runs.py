@@ -247,10 +247,12 @@ class RunAdmin(ReadOnlyAdmin):
         allow_empty_first_page: bool = True,
     ) -> RunPaginator:
         """Unfiltered or filtered by status only, the list is counted by the runs' tally
-        (every viewer sees every run, so the tally is the list's count)."""
+        when that is the count of what this person sees (``selectors.listed_run_count``)."""
         given = {name for name, value in request.GET.items() if value}
         known_count = (
-            selectors.run_count(status=request.GET.get(StatusFilter.parameter_name) or None)
+            selectors.listed_run_count(
+                request.user, status=request.GET.get(StatusFilter.parameter_name) or None
+            )
             if given <= TALLIED_PARAMETERS
             else None
         )

@@ -42,7 +42,28 @@ class BlueprintScope(models.Model):
 
 
 class AccessChange(models.Model):
-    """The audit of access administration: users, groups, scopes. Append-only in the app."""
+    """The audit of access administration: who changed whose access, when, from what to what.
+
+    One row per change, of an enumerated kind, with the target's state before and
+    after (``before`` is empty for a creation, ``after`` for a deletion; passwords
+    appear only as whether one is usable). Written by the services of
+    ``runs.services.access`` in the transaction of the change, whoever makes it
+    (the admin, ``createuser``, the demo); never edited through the console.
+    """
+
+    class Kind(models.TextChoices):
+        USER_CREATED = "user-created", "User created"
+        USER_CHANGED = "user-changed", "User details changed"
+        USER_GROUPS_SET = "user-groups", "Roles and groups set"
+        USER_ACTIVATED = "user-activated", "User activated"
+        USER_DEACTIVATED = "user-deactivated", "User deactivated"
+        PASSWORD_SET = "password-set", "Password set"
+        USER_DELETED = "user-deleted", "User deleted"
+        GROUP_CREATED = "group-created", "Group created"
+        GROUP_CHANGED = "group-changed", "Group changed"
+        GROUP_DELETED = "group-deleted", "Group deleted"
+        SCOPE_SAVED = "scope-saved", "Blueprint scope saved"
+        SCOPE_DELETED = "scope-deleted", "Blueprint scope deleted"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -53,13 +74,14 @@ class AccessChange(models.Model):
     )
     actor_identity = models.TextField()
     changed_at = models.DateTimeField(default=timezone.now, db_index=True)
-    action = models.CharField(max_length=16)  # added / changed / deleted / created by CLI …
+    kind = models.CharField(max_length=24, choices=Kind)
     target_type = models.CharField(max_length=32)  # user / group / blueprint scope
     target = models.TextField(help_text="What was changed, as it was named then.")
-    details = models.JSONField(default=dict, blank=True)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-changed_at"]
 
     def __str__(self) -> str:
-        return f"{self.actor_identity} {self.action} {self.target_type} {self.target}"
+        return f"{self.actor_identity}: {self.get_kind_display()} — {self.target}"

@@ -24,6 +24,7 @@ from runs.selectors.dashboard import (
     Dashboard,
     dashboard,
     health,
+    listed_run_count,
     run_count,
 )
 from runs.selectors.runs import (
@@ -64,6 +65,7 @@ __all__ = [
     "error_contains",
     "health",
     "latest_resumption",
+    "listed_run_count",
     "open_action_of",
     "reopenings",
     "review_evidence",

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from runs.models import Run, RunTally
+from runs.permissions import AnyUser, can_view_runs
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,20 @@ DASHBOARD_DAYS = 14
 
 
 DURATION_SAMPLE = 10_000
+
+
+def listed_run_count(user: AnyUser, *, status: str | None = None) -> int | None:
+    """How many runs ``user`` sees in the runs list (in ``status``), from the tallies;
+    None when the tallies cannot say.
+
+    The tallies count every run; everyone who may see runs sees every run (scopes
+    narrow deciding and operating, never viewing), so the tally is their count.
+    A scope that narrowed viewing would make this wrong: ``tests/test_console.py``
+    fails the day one exists.
+    """
+    if not can_view_runs(user):
+        return None
+    return run_count(status=status)
 
 
 def run_count(*, status: str | None = None) -> int:
