@@ -206,3 +206,33 @@ def log_in(client: Client, username: str, password: str = PASSWORD) -> Any:
         "/accounts/login/",
         {"username": username, "password": password, "csrfmiddlewaretoken": token},
     )
+
+
+def decide(
+    run: Run, actor: Any, *, approved: bool = True, note: str = "ok", **overrides: Any
+) -> Any:
+    """Approve (or reject) the suspension ``run`` waits at, as ``actor``, through the
+    service; returns the Decision (its ``resumption`` is the queued resume)."""
+    from runs.models import Source
+    from runs.services.decisions import decision_record
+
+    return decision_record(
+        run_id=run.run_id,
+        approved=approved,
+        note=note,
+        shown_gate=overrides.pop("shown_gate", run.suspended_at_node),
+        shown_suspended_at=overrides.pop("shown_suspended_at", run.updated_at),
+        actor=actor,
+        source=overrides.pop("source", Source.WEB),
+        **overrides,
+    )
+
+
+def form_data(run: Run, decision: str = "approve", note: str = "fine") -> dict[str, str]:
+    """The review page's form for the suspension ``run`` waits at, as a browser posts it."""
+    return {
+        "decision": decision,
+        "note": note,
+        "gate": run.suspended_at_node or "",
+        "suspended_at": run.updated_at.isoformat(),
+    }

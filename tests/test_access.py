@@ -29,7 +29,7 @@ from django.utils import timezone
 from runs.models import AccessChange, BlueprintScope, Decision, Run, RunAction, Source
 from runs.services.notifications import suspensions_announce
 from runs.services.operations import run_replay_request
-from tests.conftest import PASSWORD, ROOT, log_in, make_user, start_run
+from tests.conftest import PASSWORD, ROOT, form_data, log_in, make_user, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,15 +38,6 @@ def scope(pattern: str, action: str, *groups: str) -> BlueprintScope:
     made = BlueprintScope.objects.create(pattern=pattern, action=action)
     made.groups.set([Group.objects.get_or_create(name=name)[0] for name in groups])
     return made
-
-
-def form_data(run: Run, decision: str = "approve", note: str = "ok") -> dict[str, str]:
-    return {
-        "decision": decision,
-        "note": note,
-        "gate": run.suspended_at_node or "",
-        "suspended_at": run.updated_at.isoformat(),
-    }
 
 
 # -- per-blueprint scopes ------------------------------------------------------------

@@ -52,7 +52,7 @@ def start(
     return run
 
 
-def decide(
+def decide_through_neurocore(
     project: NeuroCoreProject, store: DjangoRunStore, run_id: str, *, approved: bool, note: str = ""
 ) -> RunRecord:
     """Record a decision on the run's suspension, then resume it with that decision
@@ -101,7 +101,9 @@ def test_approval_gate_suspends_then_approve_completes(
         ("finance_review", StepStatus.SKIPPED),
     ]
 
-    run = decide(project, django_store, run.run_id, approved=True, note="within budget")
+    run = decide_through_neurocore(
+        project, django_store, run.run_id, approved=True, note="within budget"
+    )
     assert run.status == RunStatus.COMPLETED
     # NeuroCore leaves suspended_at_node set after a resume: status tells.
     assert run.final_context is not None
@@ -122,7 +124,9 @@ def test_approval_gate_reject_fails_the_run_with_the_note(
     project: NeuroCoreProject, django_store: DjangoRunStore
 ) -> None:
     run = start(project, django_store, "gate.yaml", {"amount": 10_000})
-    run = decide(project, django_store, run.run_id, approved=False, note="over the limit")
+    run = decide_through_neurocore(
+        project, django_store, run.run_id, approved=False, note="over the limit"
+    )
     assert run.status == RunStatus.FAILED
     assert run.error is not None
     assert "rejected at approval gate 'finance_review': over the limit" in run.error
@@ -134,10 +138,10 @@ def test_two_gates_are_approved_one_after_the_other(
 ) -> None:
     run = start(project, django_store, "two_gates.yaml", {"amount": 1})
     assert (run.status, run.suspended_at_node) == (RunStatus.SUSPENDED, "editor_review")
-    run = decide(project, django_store, run.run_id, approved=True)
+    run = decide_through_neurocore(project, django_store, run.run_id, approved=True)
     assert (run.status, run.suspended_at_node) == (RunStatus.SUSPENDED, "legal_review")
     assert run.suspension_reason == "Legal: cleared to publish?"
-    run = decide(project, django_store, run.run_id, approved=True)
+    run = decide_through_neurocore(project, django_store, run.run_id, approved=True)
     assert run.status == RunStatus.COMPLETED
     assert [c for c, s in step_statuses(django_store, run.run_id)] == [
         "prepare",
@@ -223,7 +227,7 @@ def test_replay_creates_a_new_run_from_the_snapshot_and_inputs(
     project: NeuroCoreProject, django_store: DjangoRunStore
 ) -> None:
     original = start(project, django_store, "gate.yaml", {"amount": 7})
-    original = decide(project, django_store, original.run_id, approved=True)
+    original = decide_through_neurocore(project, django_store, original.run_id, approved=True)
 
     # What `neurocore runs replay` does: the stored snapshot, not the file.
     execute_blueprint_tracked(
@@ -248,7 +252,7 @@ def test_a_second_store_in_the_same_process_sees_the_same_runs(
     run = start(project, django_store, "gate.yaml", {"amount": 1})
     other = DjangoRunStore()
     try:
-        run = decide(project, other, run.run_id, approved=True)
+        run = decide_through_neurocore(project, other, run.run_id, approved=True)
     finally:
         other.close()
     assert run.status == RunStatus.COMPLETED
@@ -283,6 +287,6 @@ def test_resume_data_json_is_stored_verbatim(
     project: NeuroCoreProject, django_store: DjangoRunStore
 ) -> None:
     run = start(project, django_store, "gate.yaml", {"amount": 1, "memo": "naïve \u2603"})
-    run = decide(project, django_store, run.run_id, approved=True, note="ok ✓")
+    run = decide_through_neurocore(project, django_store, run.run_id, approved=True, note="ok ✓")
     assert run.final_context is not None
     assert json.dumps(run.final_context["data"]["memo"]) == json.dumps("naïve \u2603")

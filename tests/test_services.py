@@ -24,27 +24,13 @@ from runs.errors import (
     RunNotFound,
 )
 from runs.models import Decision, Run, RunAction, Source, SuspensionNotice
-from runs.services.decisions import decision_record
 from runs.services.notifications import suspensions_announce
 from runs.services.operations import run_cancel, run_delete, run_replay_request, run_resume_request
 from runs.services.recovery import run_actions_recover
 from runs.store import DjangoRunStore
-from tests.conftest import make_user, run_queued_tasks, start_run
+from tests.conftest import decide, make_user, run_queued_tasks, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def decide(run: Run, actor: Any, *, approved: bool = True, note: str = "ok", **kw: Any) -> Decision:
-    return decision_record(
-        run_id=run.run_id,
-        approved=approved,
-        note=note,
-        shown_gate=kw.pop("shown_gate", run.suspended_at_node),
-        shown_suspended_at=kw.pop("shown_suspended_at", run.updated_at),
-        actor=actor,
-        source=kw.pop("source", Source.WEB),
-        **kw,
-    )
 
 
 def test_approval_is_recorded_with_its_evidence_and_resumes_the_run(approver: Any) -> None:

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from runs.models import Decision, Run, RunAction
-from tests.conftest import log_in, make_user, run_queued_tasks, start_run
+from tests.conftest import form_data, log_in, make_user, run_queued_tasks, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,15 +24,6 @@ INBOX = reverse("approvals:inbox")
 
 def review_url(run: Run) -> str:
     return reverse("approvals:review", args=[run.run_id])
-
-
-def form_data(run: Run, decision: str = "approve", note: str = "fine") -> dict[str, str]:
-    return {
-        "decision": decision,
-        "note": note,
-        "gate": run.suspended_at_node or "",
-        "suspended_at": run.updated_at.isoformat(),
-    }
 
 
 def messages_of(response: Any) -> list[str]:

@@ -15,11 +15,10 @@ from django.db import connection
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs.models import Decision, Run, RunAction, Source
-from runs.services.decisions import decision_record
+from runs.models import Decision, Run, RunAction
 from runs.services.recovery import run_actions_recover
 from runs.worker import LEASE_LOCK_CLASS, MAX_ATTEMPTS
-from tests.conftest import start_run
+from tests.conftest import decide, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,22 +40,9 @@ def hold_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return flag
 
 
-def decide(run: Run, approver: Any) -> RunAction:
-    decision = decision_record(
-        run_id=run.run_id,
-        approved=True,
-        note="go",
-        shown_gate=run.suspended_at_node,
-        shown_suspended_at=run.updated_at,
-        actor=approver,
-        source=Source.WEB,
-    )
-    return decision.resumption
-
-
 def test_the_worker_resumes_a_decided_run(approver: Any, start_worker: Any) -> None:
     run = start_run()
-    resumption = decide(run, approver)
+    resumption = decide(run, approver).resumption
     start_worker("worker-a")
     wait_for(
         lambda: RunAction.objects.get(pk=resumption.pk).state == "done",
@@ -73,7 +59,7 @@ def test_a_worker_killed_mid_resume_is_replaced_within_a_minute(
 ) -> None:
     run = start_run("slow_after_gate.yaml")
     hold_file.touch()  # the step after the gate blocks until the file goes
-    resumption = decide(run, approver)
+    resumption = decide(run, approver).resumption
     first_task = resumption.task_id
     worker_a = start_worker("worker-a")
     wait_for(
@@ -141,7 +127,7 @@ def started_transfer(
     """A decided run whose worker A is inside the step after the gate, held there."""
     run = start_run("slow_after_gate.yaml")
     hold_file.touch()
-    resumption = decide(run, approver)
+    resumption = decide(run, approver).resumption
     worker_a = start_worker("worker-a", **FAST)
     wait_for(lambda: executions(count_file) == 1, timeout=60, what="worker A to start transfer")
     return run, resumption, worker_a
@@ -256,7 +242,7 @@ def test_a_step_completed_before_the_kill_is_not_run_again(
     monkeypatch.setenv("CONSOLE_TEST_EFFECT_FILE", str(effects))
     run = start_run("effect_after_gate.yaml")
     hold_file.touch()
-    resumption = decide(run, approver)
+    resumption = decide(run, approver).resumption
     worker_a = start_worker("worker-a", **FAST)
     # notify (after the gate) is done; transfer, after it, is in flight.
     wait_for(lambda: executions(count_file) == 1, timeout=60, what="worker A in transfer")
@@ -309,7 +295,7 @@ def test_an_action_whose_workers_keep_dying_is_interrupted_for_an_operator(
     approver: Any,
 ) -> None:
     run = start_run()
-    resumption = decide(run, approver)
+    resumption = decide(run, approver).resumption
     long_ago = timezone.now() - timedelta(hours=1)
     RunAction.objects.filter(pk=resumption.pk).update(
         state="running",

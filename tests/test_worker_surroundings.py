@@ -24,9 +24,8 @@ import psycopg
 import pytest
 from django.db import connection
 
-from runs.models import Run, RunAction, Source
-from runs.services.decisions import decision_record
-from tests.conftest import ROOT, TEST_PROJECT_ROOT, database_url, start_run
+from runs.models import Run, RunAction
+from tests.conftest import ROOT, TEST_PROJECT_ROOT, database_url, decide, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,19 +49,6 @@ def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> f
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.1)
     return time.monotonic() - started
-
-
-def decide(run: Run, approver: Any) -> RunAction:
-    decision = decision_record(
-        run_id=run.run_id,
-        approved=True,
-        note="go",
-        shown_gate=run.suspended_at_node,
-        shown_suspended_at=run.updated_at,
-        actor=approver,
-        source=Source.WEB,
-    )
-    return decision.resumption
 
 
 def action_state(action: RunAction) -> str:
@@ -183,7 +169,7 @@ def test_a_silent_mail_server_does_not_delay_recovery(
         start_run()
     run = start_run("slow_after_gate.yaml")
     hold_file.touch()
-    resumption = decide(run, approver)
+    resumption = decide(run, approver).resumption
     first_task = resumption.task_id
 
     worker_a = spawn_worker("worker-a", **mail_env)
@@ -315,7 +301,7 @@ def test_the_worker_outlives_its_database_going_away(
     # Sessions ended in the middle of a resume.
     run = start_run("slow_after_gate.yaml")
     hold_file.touch()
-    resumption = decide(run, approver)
+    resumption = decide(run, approver).resumption
     wait_for(lambda: action_state(resumption) == "running", timeout=15, what="the resume")
     time.sleep(0.5)
     terminate_sessions(name)
@@ -329,7 +315,7 @@ def test_the_worker_outlives_its_database_going_away(
     )
 
     # And a newly queued resume is carried out.
-    resumption = decide(start_run(), approver)
+    resumption = decide(start_run(), approver).resumption
     wait_for(lambda: action_state(resumption) == "done", timeout=15, what="the new resume")
     assert Run.objects.get(pk=resumption.run_id).status == Run.Status.COMPLETED
     assert worker.process.poll() is None, worker.log.read_text()
