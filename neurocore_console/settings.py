@@ -1,15 +1,8 @@
 """Settings for NeuroCore Console, driven by the environment.
 
-| variable                     | meaning                                                 |
-| ---------------------------- | ------------------------------------------------------- |
-| `DATABASE_URL`               | database (default: SQLite file `var/console.sqlite3`)   |
-| `DJANGO_SECRET_KEY`          | required when `DJANGO_DEBUG` is off                     |
-| `DJANGO_DEBUG`               | `1` to turn debug on (off by default)                   |
-| `DJANGO_ALLOWED_HOSTS`       | comma-separated host names                              |
-| `DJANGO_CONN_MAX_AGE`        | seconds a database connection is kept (default 600)     |
-| `NEUROCORE_PROJECT_ROOT`     | the NeuroCore project whose skills resume runs          |
-| `DJANGO_TRUSTED_PROXY_COUNT` | proxies whose `X-Forwarded-For` is believed (default 0) |
-| `EMAIL_TIMEOUT`              | seconds an SMTP operation may take (default 10)         |
+Every variable read here is listed, with its meaning and default, in
+``neurocore_console/environment.py`` (the README's Configuration table is printed
+from that list; ``tests/test_settings.py`` checks the three agree).
 """
 
 from __future__ import annotations

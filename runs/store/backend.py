@@ -185,6 +185,7 @@ class DjangoRunStore(RunStore):
         return run.run_id
 
     def load_run(self, run_id: str) -> RunRecord | None:
+        """The run ``run_id`` as NeuroCore's record (a rejected run reads ``failed``), or None."""
         row = self._run(self._load_run_row, run_id)
         return run_record(row) if row is not None else None
 
@@ -195,15 +196,20 @@ class DjangoRunStore(RunStore):
         blueprint: str | None = None,
         limit: int = 50,
     ) -> list[RunRecord]:
+        """Runs newest first (``created_at``), optionally of one status or blueprint; at most
+        ``limit`` (negative: all), as ``SQLiteRunStore`` lists them."""
         rows = self._run(self._list_run_rows, status, blueprint, limit)
         return [run_record(row) for row in rows]
 
     def delete_run(self, run_id: str) -> None:
+        """Delete the run and its steps (a run that does not exist is not an error)."""
         # Steps go with the run through the database's ON DELETE CASCADE.
         self._write(self._delete_run_row, run_id)
 
     # -- steps ---------------------------------------------------------------
     def save_step(self, step: StepRecord) -> None:
+        """Upsert the step by ``(run_id, step_index)``. Raises ``UnknownRunError`` when
+        its run was never saved."""
         row = step_values(step)
         try:
             self._write(UPSERT_STEP.execute, row, self._using)
@@ -216,6 +222,7 @@ class DjangoRunStore(RunStore):
             raise
 
     def load_steps(self, run_id: str) -> list[StepRecord]:
+        """The run's steps in order (``step_index``); empty for an unknown run."""
         rows = self._run(self._load_step_rows, run_id)
         return [step_record(row) for row in rows]
 
@@ -281,12 +288,14 @@ class DjangoCheckpointStore(CheckpointStore):
         self._run_store = run_store
 
     def save(self, checkpoint: FlowCheckpoint) -> str:
+        """Upsert a flowengine checkpoint; returns its id."""
         row = checkpoint_values(checkpoint)
         store = self._run_store
         store._write(UPSERT_CHECKPOINT.execute, row, store._using)
         return checkpoint.checkpoint_id
 
     def load(self, checkpoint_id: str) -> FlowCheckpoint | None:
+        """The checkpoint, or None."""
         row = self._run_store._run(self._load_row, checkpoint_id)
         if row is None:
             return None
@@ -298,6 +307,7 @@ class DjangoCheckpointStore(CheckpointStore):
         )
 
     def delete(self, checkpoint_id: str) -> None:
+        """Delete the checkpoint (flowengine does on resume)."""
         self._run_store._write(self._delete_row, checkpoint_id)
 
     def _load_row(self, checkpoint_id: str) -> Checkpoint | None:
