@@ -51,7 +51,12 @@ def test_the_worker_resumes_a_decided_run(approver: Any, start_worker: Any) -> N
     )
     run.refresh_from_db()
     assert run.status == Run.Status.COMPLETED
-    assert DBTaskResult.objects.get(pk=resumption.task_id).status == "SUCCESSFUL"
+    # The task is marked done by django-tasks-db after the action: a moment later.
+    wait_for(
+        lambda: DBTaskResult.objects.get(pk=resumption.task_id).status == "SUCCESSFUL",
+        timeout=30,
+        what="the task to be marked successful",
+    )
 
 
 def test_a_worker_killed_mid_resume_is_replaced_within_a_minute(
