@@ -12,7 +12,7 @@ from django.urls import path
 
 from runs import charts, selectors
 from runs.models import Run
-from runs.permissions import can_view_runs
+from runs.permissions import can_administer_access, can_view_runs
 
 
 class ConsoleAdminSite(admin.AdminSite):
@@ -66,6 +66,7 @@ class ConsoleAdminSite(admin.AdminSite):
         return contenttype_views.shortcut(request, content_type_id, object_id)
 
     def has_permission(self, request: HttpRequest) -> bool:
-        """Staff, and everyone who may see runs (each page still checks its model's permissions)."""
+        """Everyone who may see runs, and access administrators (each page still checks its
+        model's permissions). Not ``is_staff``: roles say who may do what."""
         user = request.user
-        return user.is_active and (user.is_staff or can_view_runs(user))
+        return user.is_active and (can_view_runs(user) or can_administer_access(user))

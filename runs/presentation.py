@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 # A lone surrogate: legal in a Python str (and in NeuroCore's JSON), not in UTF-8.
@@ -71,3 +72,35 @@ def access_change_summary(change: Any) -> str:
         return "—" if value in (None, "") else str(value)
 
     return "; ".join(f"{key}: {shown(before.get(key))} → {shown(after.get(key))}" for key in keys)
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """A step as a person reads it: numbered from 1, its outcome in plain words."""
+
+    number: int
+    step: Any
+    outcome: str
+    badge: str  # the status class of its badge
+    took: str
+
+
+def step_rows(run: Any, steps: Any) -> list[StepRow]:
+    """``steps`` of ``run`` for a page: the step paused at shows the suspension
+    ("Waiting for a decision"), the gate a run was rejected at shows "Rejected"."""
+    suspension = run.suspension
+    rows = []
+    for step in steps:
+        outcome, badge = step.get_status_display(), step.status
+        if (
+            suspension is not None
+            and step.component == suspension.gate
+            and step.status == "skipped"
+        ):
+            outcome, badge = suspension.label, "suspended"
+        elif run.status == "rejected" and step.component == run.suspended_at_node:
+            outcome, badge = "Rejected", "rejected"
+        rows.append(
+            StepRow(step.step_index + 1, step, outcome, badge, human_duration(step.duration_ms))
+        )
+    return rows

@@ -17,7 +17,7 @@ from runs.errors import ConsoleError
 from runs.forms import DecisionForm, ReopenForm
 from runs.models import Run, Source
 from runs.permissions import can_decide, can_view_runs, signed_in
-from runs.presentation import input_summary, pretty_json
+from runs.presentation import input_summary, pretty_json, step_rows
 from runs.services.decisions import decision_record
 from runs.services.operations import run_reopen
 
@@ -35,20 +35,38 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("approvals:inbox")
 
 
-@require_GET
+INBOX_TABS = {
+    "waiting": "Waiting",
+    "mine": "Decided by me",
+    "recent": "Decided recently",
+}
+
+
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
-    """Every run waiting for a decision the user may make, longest waiting first."""
+    """Runs waiting for a decision (the user's to make, or, for someone who may only
+    look, everyone's), longest waiting first; or the decisions made lately."""
     _may_see_approvals(request)
-    runs = list(selectors.runs_awaiting_decision_for(request.user))
-    reopened = selectors.reopenings(runs)
-    rows = [(run, input_summary(run.initial_data), reopened.get(run.run_id)) for run in runs]
-    return render(
-        request,
-        "approvals/inbox.html",
-        # The header's count is the list's length here: no second query.
-        {"rows": rows, "may_decide": can_decide(request.user), "waiting_count": len(rows)},
-    )
+    may_decide = can_decide(request.user)
+    tab = request.GET.get("show", "waiting")
+    if tab not in INBOX_TABS:
+        tab = "waiting"
+    context: dict[str, Any] = {
+        "tab": tab,
+        "tabs": [(key, label, key == tab) for key, label in INBOX_TABS.items()],
+        "may_decide": may_decide,
+    }
+    if tab == "waiting":
+        runs = list(selectors.runs_waiting_seen_by(request.user))
+        reopened = selectors.reopenings(runs)
+        context["rows"] = [
+            (run, input_summary(run.initial_data), reopened.get(run.run_id)) for run in runs
+        ]
+        if may_decide:  # the header's count is the list's length here: no second query
+            context["waiting_count"] = len(runs)
+    else:
+        context["decisions"] = list(selectors.decisions_listed(request.user, mine=tab == "mine"))
+    return render(request, "approvals/inbox.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -173,10 +191,15 @@ def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) ->
         "run": run,
         "suspension": suspension,
         "evidence": evidence,
+        "step_rows": step_rows(run, evidence.steps),
         "inputs_json": pretty_json(evidence.inputs),
         "data_json": pretty_json(evidence.data),
         "waiting": waiting,
         "decision": decision,
+        # Once the run has gone on, the last decision stays at the top of the page.
+        "last_decision": decisions[0]
+        if decisions and not waiting and run.status != Run.Status.REJECTED
+        else None,
         "decisions": decisions,
         "earlier_decision": earlier,
         "reopening": reopening,

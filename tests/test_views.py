@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from runs.models import Decision, Run, RunAction
-from tests.conftest import form_data, log_in, make_user, run_queued_tasks, start_run
+from tests.conftest import decide, form_data, log_in, make_user, run_queued_tasks, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,12 +75,43 @@ def test_inbox_queries_do_not_grow_with_the_number_of_runs(
     assert len(few) <= 8
 
 
-def test_a_viewer_sees_an_inbox_without_decisions(client: Client, viewer: Any) -> None:
-    start_run()
+def test_a_viewer_sees_what_waits_but_no_way_to_decide(client: Client, viewer: Any) -> None:
+    run = start_run()
     client.force_login(viewer)
     response = client.get(INBOX)
+    html = response.content.decode()
     assert response.status_code == 200
-    assert "not approve or reject them" in response.content.decode()
+    assert "<h1>Waiting for a decision</h1>" in html
+    assert "approving or rejecting them needs the Approvers role" in html
+    assert [r.run_id for r, _, _ in response.context["rows"]] == [run.run_id]
+    assert f'href="{review_url(run)}">View</a>' in html
+
+
+def test_every_role_finds_its_pages_from_the_header(client: Client, viewer: Any) -> None:
+    """By permission, never by is_staff: a viewer is not staff."""
+    client.force_login(viewer)
+    html = client.get(INBOX).content.decode()
+    for label, url in [
+        ("Approvals", "/approvals/"),
+        ("Runs", "/admin/runs/run/"),
+        ("Dashboard", "/admin/"),
+        ("Decisions", "/admin/runs/decision/"),
+    ]:
+        assert re.search(f'<a href="{url}"[^>]*>{label}', html), label
+    assert "People and access" not in html
+    assert client.get("/admin/runs/run/").status_code == 200
+
+
+def test_an_approver_finds_what_they_and_others_decided(
+    approver_client: Client, approver: Any
+) -> None:
+    mine, theirs = start_run(), start_run()
+    decide(mine, approver, note="paid")
+    decide(theirs, make_user("bea", "Approvers"), approved=False, note="no")
+    by_me = approver_client.get(INBOX, {"show": "mine"}).context["decisions"]
+    assert [(d.run_id, d.note) for d in by_me] == [(mine.run_id, "paid")]
+    recent = approver_client.get(INBOX, {"show": "recent"}).context["decisions"]
+    assert [d.run_id for d in recent] == [theirs.run_id, mine.run_id]
 
 
 # -- the review page -----------------------------------------------------------------
@@ -345,3 +376,19 @@ def test_the_root_takes_everyone_else_to_the_runs_list(client: Client, role: str
     client.force_login(make_user("someone", role))
     response = client.get("/")
     assert response["Location"] == reverse("admin:runs_run_changelist")
+
+
+def test_steps_read_in_plain_words_and_the_decision_stays_on_top(
+    approver_client: Client, approver: Any
+) -> None:
+    run = start_run()
+    rows = approver_client.get(review_url(run)).context["step_rows"]
+    assert [(r.number, r.step.component, r.outcome) for r in rows] == [
+        (1, "prepare", "Completed"),
+        (2, "finance_review", "Waiting for a decision"),
+    ]
+    decide(run, approver, note="paid in full")
+    run_queued_tasks()
+    html = approver_client.get(review_url(run)).content.decode()
+    assert "<strong>Approved</strong> by ada@example.com at" in html
+    assert "“paid in full”" in html

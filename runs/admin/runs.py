@@ -46,7 +46,7 @@ from runs.models import (
     Source,
 )
 from runs.permissions import can_delete, can_operate, signed_in
-from runs.presentation import human_duration, pretty_json
+from runs.presentation import human_duration, pretty_json, step_rows
 from runs.services.bulk import bulk_request_create
 from runs.services.operations import runs_act
 
@@ -333,8 +333,8 @@ class RunAdmin(ReadOnlyAdmin):
             "final_json": pretty_json(run.final_context) if run.final_context is not None else "",
             "snapshot_json": pretty_json(run.blueprint_snapshot),
             "step_rows": [
-                (step, human_duration(step.duration_ms), pretty_json(step.context_snapshot))
-                for step in detail.steps
+                (row, pretty_json(row.step.context_snapshot))
+                for row in step_rows(run, detail.steps)
             ],
             "steps_page_link": steps_page_link(request),
         }

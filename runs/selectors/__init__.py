@@ -4,18 +4,21 @@ One module per kind of page: ``approvals``, ``runs``, ``dashboard``.
 """
 
 from runs.selectors.approvals import (
+    INBOX_HISTORY,
     ActionPreview,
     Reopening,
     ReviewEvidence,
     action_preview,
     current_decision,
     decision_on,
+    decisions_listed,
     decisions_of,
     latest_resumption,
     open_action_of,
     reopenings,
     review_evidence,
     runs_awaiting_decision_for,
+    runs_waiting_seen_by,
     waiting_count_for,
 )
 from runs.selectors.dashboard import (
@@ -48,6 +51,7 @@ from runs.selectors.runs import (
 __all__ = [
     "DASHBOARD_DAYS",
     "DURATION_SAMPLE",
+    "INBOX_HISTORY",
     "PREFIX_IDS_LIMIT",
     "STEPS_PER_PAGE",
     "TRIGRAM",
@@ -61,6 +65,7 @@ __all__ = [
     "current_decision",
     "dashboard",
     "decision_on",
+    "decisions_listed",
     "decisions_of",
     "error_contains",
     "health",
@@ -76,6 +81,7 @@ __all__ = [
     "runs_for_export",
     "runs_listing",
     "runs_matching",
+    "runs_waiting_seen_by",
     "runs_with_id_prefix",
     "status_breakdown",
     "step_counts",

@@ -13,8 +13,31 @@ from django.db.models import QuerySet
 
 from runs.errors import ConsoleError
 from runs.models import Decision, Run, RunAction, Step
-from runs.permissions import DECIDE, AnyUser, allowed_blueprints, can_decide
+from runs.permissions import DECIDE, AnyUser, allowed_blueprints, can_decide, can_view_runs
 from runs.rules import check_action
+
+
+def runs_waiting_seen_by(user: AnyUser) -> QuerySet[Run]:
+    """What the inbox lists for ``user``: the runs they may decide, or, for someone
+    who may only look, every run waiting for a decision; longest waiting first."""
+    if can_decide(user):
+        return runs_awaiting_decision_for(user)
+    if can_view_runs(user):
+        return Run.objects.awaiting_decision().order_by("updated_at", "run_id")
+    return Run.objects.none()
+
+
+INBOX_HISTORY = 50  # decisions shown under "Decided by me" and "Decided recently"
+
+
+def decisions_listed(user: AnyUser, *, mine: bool) -> QuerySet[Decision]:
+    """The latest decisions ``user`` made (``mine``), or anyone made, newest first."""
+    if not can_view_runs(user):
+        return Decision.objects.none()
+    decisions = Decision.objects.select_related("run", "resumption").order_by("-decided_at")
+    if mine:
+        decisions = decisions.filter(decided_by=user.pk)
+    return decisions[:INBOX_HISTORY]
 
 
 def runs_awaiting_decision_for(user: AnyUser) -> QuerySet[Run]:
