@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 ## Start the console with demo data on SQLite at http://$(HOST):$(PORT), with its task worker (Ctrl-C stops both)
 run: install
 	@$(PY) -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); sys.exit(0 if s.connect_ex(("$(HOST)", $(PORT))) else "Port $(PORT) on $(HOST) is taken. Stop what uses it, or run: make run PORT=8001")'
-	export DJANGO_DEBUG=$${DJANGO_DEBUG:-1}; \
+	export DJANGO_DEBUG=$${DJANGO_DEBUG:-1} CONSOLE_BASE_URL=$${CONSOLE_BASE_URL:-http://$(HOST):$(PORT)}; \
 	$(PY) manage.py migrate --no-input || { echo "The database could not be migrated: see above. To start the demo afresh: rm var/console.sqlite3 and run make run again." >&2; exit 1; }; \
 	$(PY) manage.py seed_demo && \
 	{ $(PY) manage.py db_worker --no-reload & worker=$$!; \

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from runs import selectors
 from runs.models import Run
+from runs.presentation import inert_text
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -39,7 +40,7 @@ class BlueprintFilter(admin.SimpleListFilter):
     parameter_name = "blueprint"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in selectors.blueprint_names()]
+        return [(name, inert_text(name)) for name in selectors.blueprint_names()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Run]) -> QuerySet[Run]:
         value = self.value()
@@ -78,6 +79,9 @@ class HasErrorFilter(admin.SimpleListFilter):
                 raise IncorrectLookupParameters(f"Unknown error filter {other!r}.")
 
 
+LAST_24_HOURS = "24h"
+
+
 class CreatedFilter(admin.ListFilter):
     """Created today, in the last 7 or 30 days, or between two dates (inclusive)."""
 
@@ -105,6 +109,7 @@ class CreatedFilter(admin.ListFilter):
         current = self.values.get("created")
         options = [
             ("", "Any time"),
+            (LAST_24_HOURS, "Last 24 hours"),
             ("today", "Today"),
             ("7d", "Last 7 days"),
             ("30d", "Last 30 days"),
@@ -125,10 +130,14 @@ class CreatedFilter(admin.ListFilter):
         now = timezone.localtime()
         preset = self.values.get("created")
         if preset:
-            if preset not in self.PRESETS:
+            if preset == LAST_24_HOURS:  # the dashboard's "failures in the last 24 h"
+                queryset = queryset.filter(created_at__gte=now - timedelta(hours=24))
+            elif preset in self.PRESETS:
+                start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
+                since = start - timedelta(days=self.PRESETS[preset])
+                queryset = queryset.filter(created_at__gte=since)
+            else:
                 raise IncorrectLookupParameters(f"Unknown period {preset!r}.")
-            start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
-            queryset = queryset.filter(created_at__gte=start - timedelta(days=self.PRESETS[preset]))
         if start_day := self._day("created_from"):
             queryset = queryset.filter(
                 created_at__gte=datetime.combine(start_day, time.min, tzinfo=now.tzinfo)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,7 @@ class StepRow:
     outcome: str
     badge: str  # the status class of its badge
     took: str
+    outputs: str  # the keys it wrote, shown inert
 
 
 def step_rows(run: Any, steps: Any) -> list[StepRow]:
@@ -100,7 +102,44 @@ def step_rows(run: Any, steps: Any) -> list[StepRow]:
             outcome, badge = suspension.label, "suspended"
         elif run.status == "rejected" and step.component == run.suspended_at_node:
             outcome, badge = "Rejected", "rejected"
+        outputs = inert_text(", ".join(map(str, step.output_keys or [])))
         rows.append(
-            StepRow(step.step_index + 1, step, outcome, badge, human_duration(step.duration_ms))
+            StepRow(
+                step.step_index + 1, step, outcome, badge, human_duration(step.duration_ms), outputs
+            )
         )
     return rows
+
+
+# What a terminal or a page acts on or hides rather than shows: controls (C0, DEL,
+# C1; ESC opens screen-clearing CSI and OSC 8 link sequences), format characters
+# (bidi overrides and isolates, zero-width characters, tags), line and paragraph
+# separators, and lone surrogates (no UTF-8 text holds one).
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def inert_text(value: object, *, multiline: bool = False) -> str:
+    """Stored text shown as it is, never acted on: each character a terminal, a mail
+    header or a page would act on or hide (``HIDDEN_CATEGORIES``) is written as its
+    Python escape (``\\x1b``, ``\\u202e``). ``multiline`` keeps newlines and tabs."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        char
+        if char.isprintable()
+        or (multiline and char in "\n\t")
+        or unicodedata.category(char) not in HIDDEN_CATEGORIES
+        else _escaped(char)
+        for char in text
+    )
+
+
+def _escaped(char: str) -> str:
+    if char in NAMED_ESCAPES:
+        return NAMED_ESCAPES[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -10,6 +10,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from runs import clientip, selectors
@@ -73,6 +75,8 @@ def inbox(request: HttpRequest) -> HttpResponse:
 def review(request: HttpRequest, run_id: str) -> HttpResponse:
     """A waiting run in plain language, and the Approve / Reject form."""
     _may_see_approvals(request)
+    if request.method == "GET" and selectors.run_by_id(run_id) is None:
+        return _short_id(run_id)
     run = _run_or_404(run_id)
     may_decide = can_decide(request.user, run)
     form = None
@@ -150,6 +154,16 @@ def _run_or_404(run_id: str) -> Run:
     if run is None:
         raise Http404(f"No run has the id “{run_id}”. It may have been deleted.")
     return run
+
+
+def _short_id(run_id: str) -> HttpResponse:
+    """A run named by the first characters of its id: its page, or the runs it could be."""
+    run, ambiguous = selectors.run_for_short_id(run_id)
+    if run is not None:
+        return redirect("approvals:review", run_id=run.run_id)
+    if ambiguous:
+        return redirect(f"{reverse('admin:runs_run_changelist')}?{urlencode({'q': run_id})}")
+    raise Http404(f"No run has the id “{run_id}”, nor one starting with it.")
 
 
 def _decision_form(run: Run, *, note: str = "") -> DecisionForm | None:

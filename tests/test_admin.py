@@ -69,7 +69,9 @@ def test_decisions_export_as_csv_safe_for_spreadsheets(admin_client_with_data: C
     )
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    text = b"".join(response.streaming_content).decode()
+    assert text.startswith("\ufeff")  # spreadsheet programs read it as UTF-8
+    rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
     header, row = rows
     assert header[:6] == ["decided_at", "run_id", "gate", "decision", "decided_by", "source"]
     record = dict(zip(header, row, strict=True))

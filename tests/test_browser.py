@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 
 from runs.models import Decision, Run, RunAction
@@ -37,6 +38,16 @@ if not CHROMIUM.exists() and os.environ.get("CI") != "true":
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def static_files_the_live_server_finds(settings: Any) -> None:
+    """The live server serves /static/ from the apps' own files (Django's static files
+    handler, ahead of whitenoise), which know no hashed names: link those names."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +267,53 @@ def test_a_scoped_approver_sees_only_their_teams_runs(page: Page, live_server: A
     expect(page.get_by_role("row", name=re.compile("payment"))).to_be_visible()
     expect(page.get_by_role("row", name=re.compile("publication"))).to_be_visible()
     assert publication.run_id != payment.run_id
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_inbox_and_review_page_fit_the_screen(
+    browser: Browser, live_server: Any, width: int
+) -> None:
+    make_user("ada", "Approvers")
+    long_note = "Checked" + "x" * 1_960 + "\nsecond line \u202eevil"
+    run = start_run(amount=250, payee="ACME GmbH " * 30)
+    other = start_run()
+    from tests.conftest import decide
+
+    decide(other, get_user_model().objects.get(username="ada"), approved=False, note=long_note)
+    assert page_css_loads(browser, live_server)
+    context = browser.new_context(viewport={"width": width, "height": 844})
+    page = context.new_page()
+    try:
+        log_in(page, live_server, "ada")
+        for path in ("/approvals/", f"/approvals/{run.run_id}/", f"/approvals/{other.run_id}/"):
+            page.goto(live_server.url + path)
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            widest = page.evaluate(
+                "[...document.querySelectorAll('body *')].filter(e => e.scrollWidth > "
+                "window.innerWidth).slice(-3).map(e => e.tagName + '.' + e.className + ' ' + "
+                "e.scrollWidth)"
+            )
+            page.screenshot(path=str(SCREENSHOTS / f"fit-{width}-{len(path)}.png"))
+            assert overflow <= 0, f"{path} is {overflow} px too wide at {width} px: {widest}"
+        note = page.locator("bdi.note").first
+        assert "\n" in note.inner_text()  # line breaks kept
+        # The right-to-left override stays inside the note.
+        assert note.evaluate("el => getComputedStyle(el).unicodeBidi") == "isolate"
+    finally:
+        context.close()
+
+
+SCREENSHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS", "/tmp/console-screenshots"))
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+
+def page_css_loads(browser: Browser, live_server: Any) -> bool:
+    """Whether the console's stylesheet is served to the browser (pages are styled)."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(live_server.url + "/accounts/login/")
+        href = page.evaluate("document.querySelector('link[rel=stylesheet]').href")
+        return page.request.get(href).status == 200
+    finally:
+        context.close()

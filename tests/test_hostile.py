@@ -9,6 +9,7 @@ values are hostile (NUL, 10,000 characters, out-of-range dates, 30-digit numbers
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -297,3 +298,64 @@ def test_the_admin_shortcut_tells_nothing_to_those_who_may_not_see_the_object(
     client.force_login(viewer)
     assert client.get(f"/admin/r/{users.pk}/{superuser.pk}/").status_code == 404
     assert client.get(f"/admin/r/{users.pk}/999999/").status_code == 404
+
+
+@pytest.mark.parametrize("run_id", [".", ".."])
+def test_dot_ids_are_one_segment_in_every_link(run_id: str, approver_client: Client) -> None:
+    waiting_run(run_id)
+    link = reverse("approvals:review", args=[run_id])
+    assert link == f"/approvals/{'_2E' * len(run_id)}/"  # browsers keep it as it is
+    assert approver_client.get(link).context["run"].run_id == run_id
+    html = approver_client.get("/approvals/").content.decode()
+    assert link in html
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("run_id", "", "run_id must not be empty"),
+        ("run_id", "a\udcffb", "run_id must not contain a lone surrogate"),
+        ("blueprint_name", "pay\udcff", "blueprint_name must not contain a lone surrogate"),
+    ],
+)
+def test_an_id_no_page_could_show_is_refused_when_saved(
+    field: str, value: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        DjangoRunStore().save_run(make_run(**{field: value}))
+
+
+def test_free_text_with_a_lone_surrogate_is_stored_readably() -> None:
+    store = DjangoRunStore()
+    store.save_run(make_run(run_id="odd-error", error="disk \udcff full"))
+    assert store.load_run("odd-error").error == "disk \ufffd full"
+
+
+def test_odd_step_outputs_and_bidi_names_show_inert(superuser: Any, client: Client) -> None:
+    store = DjangoRunStore()
+    store.save_run(make_run(run_id="\u202eevil\u202cid", blueprint_name="\u202eevil\u202cbp"))
+    store.save_step(make_step("\u202eevil\u202cid", 0, output_keys=["\udcff"]))
+    client.force_login(superuser)
+    from django.contrib.admin.utils import quote as admin_quote
+
+    page = client.get(reverse("admin:runs_run_change", args=[admin_quote("\u202eevil\u202cid")]))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "\u202e" not in html
+    assert "\\u202eevil\\u202cbp" in html
+    assert "\\udcff" in html
+    listing = client.get("/admin/runs/run/").content.decode()
+    # Shown nowhere; only a checkbox's value (not displayed) carries the id as it is.
+    assert "\u202e" not in re.sub(r'value="[^"]*"', "", listing)
+
+
+def test_an_email_subject_holds_no_control_character(approver: Any) -> None:
+    from django.core import mail
+
+    from runs.services.notifications import suspensions_announce
+
+    waiting_run("red", blueprint_name="\x1b[31mRED\x1b[0m\x07")
+    suspensions_announce()
+    [message] = mail.outbox
+    assert "\x1b" not in message.subject
+    assert "\\x1b[31mRED" in message.subject

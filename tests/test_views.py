@@ -15,7 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from runs.models import Decision, Run, RunAction
+from runs.store import DjangoRunStore
 from tests.conftest import decide, form_data, log_in, make_user, run_queued_tasks, start_run
+from tests.test_store import make_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -179,7 +181,7 @@ def test_a_rejection_ends_the_run_rejected_with_the_note(approver_client: Client
     html = approver_client.get(review_url(run)).content.decode()
     assert "The run was rejected and has ended." in html
     assert "Rejected</strong> by ada@example.com at" in html
-    assert "“duplicate invoice”" in html
+    assert '“<bdi class="note">duplicate invoice</bdi>”' in html
     assert "The run failed" not in html
     run.refresh_from_db()
     assert run.status == Run.Status.REJECTED
@@ -391,4 +393,20 @@ def test_steps_read_in_plain_words_and_the_decision_stays_on_top(
     run_queued_tasks()
     html = approver_client.get(review_url(run)).content.decode()
     assert "<strong>Approved</strong> by ada@example.com at" in html
-    assert "“paid in full”" in html
+    assert '“<bdi class="note">paid in full</bdi>”' in html
+
+
+def test_the_short_id_shown_everywhere_opens_the_run(approver_client: Client) -> None:
+    DjangoRunStore().save_run(make_run(run_id="abc123def456" + "0" * 20))
+    DjangoRunStore().save_run(make_run(run_id="abd000000000" + "1" * 20))
+    full = "abc123def456" + "0" * 20
+    response = approver_client.get("/approvals/abc123def456/")
+    assert (response.status_code, response["Location"]) == (302, f"/approvals/{full}/")
+    response = approver_client.get("/admin/runs/run/abc123def456/change/")
+    assert (response.status_code, response["Location"]) == (302, f"/admin/runs/run/{full}/change/")
+    # Ambiguous: the runs it could be.
+    response = approver_client.get("/approvals/ab/")
+    assert (response.status_code, response["Location"]) == (302, "/admin/runs/run/?q=ab")
+    assert approver_client.get("/approvals/zz/").status_code == 404
+    decisions = approver_client.get("/admin/runs/decision/", {"q": "abc1"})
+    assert decisions.status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
@@ -22,6 +23,7 @@ from runs.models import (
 )
 from runs.permissions import can_administer_access, can_delete, can_operate
 from runs.presentation import access_change_summary
+from runs.selectors import id_prefix, storable
 
 DECISION_CSV_COLUMNS = [
     ("decided_at", "decided_at"),
@@ -38,11 +40,22 @@ DECISION_CSV_COLUMNS = [
 ]
 
 
+class RunIdPrefixSearch(ReadOnlyAdmin):
+    """Search also finds the rows of runs whose id starts with the term (any length)."""
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term and storable(term):
+            found = found | queryset.filter(id_prefix(term))
+        return found, duplicates
+
+
 @admin.register(Decision)
-class DecisionAdmin(ReadOnlyAdmin):
+class DecisionAdmin(RunIdPrefixSearch):
     list_display = ["decided_at", "run_id", "gate", "verdict", "decided_by_identity", "source"]
     list_filter = ["approved", "source", "decided_at", "decided_by_identity"]
-    search_fields = ["=run__run_id", "decided_by_identity", "note"]
+    search_fields = ["decided_by_identity", "note"]  # and a run id prefix: get_search_results
     date_hierarchy = "decided_at"
     actions = ["export_csv"]
     show_full_result_count = False
@@ -58,6 +71,8 @@ class DecisionAdmin(ReadOnlyAdmin):
         writer = csv.writer(Echo())
 
         def rows() -> Iterator[str]:
+            # A byte order mark first: spreadsheet programs then read the file as UTF-8.
+            yield "\ufeff"
             yield writer.writerow([name for name, _ in DECISION_CSV_COLUMNS])
             for decision in queryset.order_by("decided_at").iterator():
                 values = [getattr(decision, attr) for _, attr in DECISION_CSV_COLUMNS]
@@ -110,7 +125,7 @@ class BulkRequestAdmin(ReadOnlyAdmin):
 
 
 @admin.register(RunAction)
-class RunActionAdmin(ReadOnlyAdmin):
+class RunActionAdmin(RunIdPrefixSearch):
     list_display = [
         "requested_at",
         "run_id",
@@ -120,7 +135,7 @@ class RunActionAdmin(ReadOnlyAdmin):
         "outcome_status",
     ]
     list_filter = ["state", "outcome_status"]
-    search_fields = ["=run__run_id"]
+    search_fields = ["requested_by_identity"]  # and a run id prefix: get_search_results
     show_full_result_count = False
 
 

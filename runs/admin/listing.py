@@ -8,6 +8,7 @@ from django.contrib.admin.views.main import ALL_VAR, ORDER_VAR, PAGE_VAR
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.functional import cached_property
 
 from runs import (
@@ -15,6 +16,7 @@ from runs import (
     selectors,
 )
 from runs.admin.base import ConsoleChangeList
+from runs.converters import quote_run_id
 from runs.filters import (
     BlueprintFilter,
     CreatedFilter,
@@ -83,6 +85,10 @@ class RunChangeList(ConsoleChangeList):
     A per-row count in the listing query would be computed for every row an
     OFFSET skips too (50,000 of them on page 1,000).
     """
+
+    def url_for_result(self, result: Any) -> str:
+        """A run's page, its id quoted the one way run ids are (``quote_run_id``)."""
+        return reverse("admin:runs_run_change", args=[quote_run_id(result.pk)])
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)

@@ -6,15 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.timesince import timesince
 
 from runs import (
@@ -32,6 +33,7 @@ from runs.admin.listing import (
     RunPaginator,
     steps_page_link,
 )
+from runs.converters import DOT_SEGMENTS, quote_run_id
 from runs.filters import (
     BlueprintFilter,
     CreatedFilter,
@@ -46,7 +48,7 @@ from runs.models import (
     Source,
 )
 from runs.permissions import can_delete, can_operate, signed_in
-from runs.presentation import human_duration, pretty_json, step_rows
+from runs.presentation import human_duration, inert_text, pretty_json, step_rows
 from runs.services.bulk import bulk_request_create
 from runs.services.operations import runs_act
 
@@ -163,7 +165,7 @@ class RunAdmin(ReadOnlyAdmin):
             for run_id, reason in refused:
                 self.message_user(request, f"Run {run_id[:12]}: {reason}", messages.ERROR)
             if single and kind != RunAction.Kind.DELETE:
-                return redirect("admin:runs_run_change", quote(runs[0].run_id))
+                return redirect("admin:runs_run_change", quote_run_id(runs[0].run_id))
             return redirect("admin:runs_run_changelist")
         preview = selectors.action_preview(kind, runs, request.user)
         context = {
@@ -267,12 +269,16 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Run", ordering="run_id")
     def short_id(self, run: Run) -> str:
-        return format_html('<code title="{}">{}</code>', run.run_id, run.run_id[:12])
+        return format_html(
+            '<code title="{}">{}</code>', inert_text(run.run_id), inert_text(run.run_id[:12])
+        )
 
     @admin.display(description="Blueprint", ordering="blueprint_name")
     def blueprint(self, run: Run) -> str:
         return format_html(
-            '{} <span class="quiet">v{}</span>', run.blueprint_name, run.blueprint_version
+            '{} <span class="quiet">v{}</span>',
+            inert_text(run.blueprint_name),
+            inert_text(run.blueprint_version),
         )
 
     @admin.display(description="Status", ordering="status")
@@ -303,10 +309,26 @@ class RunAdmin(ReadOnlyAdmin):
         suspension = run.suspension
         return suspension.gate if suspension else ""
 
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        """The run an admin URL names: its id unquoted, "_2E"/"_2E_2E" being "."/".."
+        (``quote_run_id``) unless a run has that very id."""
+        run = super().get_object(request, object_id, from_field)
+        if run is None and object_id in DOT_SEGMENTS:
+            run = super().get_object(request, DOT_SEGMENTS[object_id], from_field)
+        return run
+
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> Any:
         run = self.get_object(request, unquote(object_id))
+        if run is None and self.has_view_permission(request):
+            found, ambiguous = selectors.run_for_short_id(unquote(object_id))
+            if found is not None:  # the 12 characters shown everywhere open the run
+                return redirect("admin:runs_run_change", quote_run_id(found.run_id))
+            if ambiguous:
+                return redirect(
+                    f"{reverse('admin:runs_run_changelist')}?{urlencode({'q': unquote(object_id)})}"
+                )
         if run is None or not self.has_view_permission(request, run):
             return super().change_view(request, object_id, form_url, extra_context)
         detail = selectors.run_detail(run, steps_page=request.GET.get(STEPS_PAGE_VAR))

@@ -7,7 +7,7 @@ through ``terminal_text``; ``box_table`` draws ``runs list``'s table.
 from __future__ import annotations
 
 import json
-import unicodedata
+import math
 from typing import Any
 
 from django.core.management.base import CommandError, OutputWrapper
@@ -17,6 +17,8 @@ from rich.markup import escape as markup_escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
+
+from runs.presentation import inert_text
 
 STATUS_COLUMN = 2
 STATUS_COLORS = {
@@ -32,44 +34,13 @@ STATUS_COLORS = {
 USAGE_ERROR = 2  # the exit code typer (NeuroCore's CLI) gives a bad parameter
 FAILURE = 1  # a refused or failed action
 
-# What a terminal acts on or hides rather than shows: controls (C0, DEL, C1; ESC
-# opens screen-clearing CSI and OSC 8 link sequences), format characters (bidi
-# overrides and isolates, zero-width characters, tags), line and paragraph
-# separators, and lone surrogates (no UTF-8 terminal takes one).
-HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
 
 def terminal_text(value: str, *, markup: bool = False, multiline: bool = False) -> str:
     """Stored (or typed) text made safe and readable on a terminal: the one way the
-    CLI shows a value it did not write itself.
-
-    Each character in ``HIDDEN_CATEGORIES`` is shown as its Python escape
-    (``\\x1b``, ``\\r``, ``\\u202e``), so what the terminal displays is the
-    value, inert. ``multiline`` keeps newlines and tabs (an error's traceback).
-    ``markup`` also escapes rich markup (``[/red]``, ``[link=…]``), for text
-    printed through rich.
-    """
-    text = str(value)
-    if not text.isprintable():
-        text = "".join(
-            char
-            if char.isprintable()
-            or (multiline and char in "\n\t")
-            or unicodedata.category(char) not in HIDDEN_CATEGORIES
-            else _escaped(char)
-            for char in text
-        )
+    CLI shows a value it did not write itself (``presentation.inert_text``); ``markup``
+    also escapes rich markup (``[/red]``, ``[link=…]``), for text printed through rich."""
+    text = inert_text(value, multiline=multiline)
     return markup_escape(text) if markup else text
-
-
-def _escaped(char: str) -> str:
-    if char in NAMED_ESCAPES:
-        return NAMED_ESCAPES[char]
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def status_text(status: str) -> str:
@@ -168,7 +139,7 @@ def inspection(run: RunRecord, steps: list[StepRecord], *, full: bool) -> list[A
         f"Status: {status_text(run.status)}",
         f"Flow: {shown(run.flow_type)}",
     ]
-    if run.duration_ms:
+    if run.duration_ms and math.isfinite(run.duration_ms):
         lines.append(f"Duration: {run.duration_ms / 1000:.2f}s")
     if run.error:
         lines.append(f"[red]Error:[/red] {shown(run.error, multiline=True)}")
@@ -187,7 +158,8 @@ def inspection(run: RunRecord, steps: list[StepRecord], *, full: bool) -> list[A
         table.add_column("Outputs", style="dim")
         table.add_column("Error", style="red")
         for step in steps:
-            duration = f"{step.duration_ms:.0f}ms" if step.duration_ms else "—"
+            took = step.duration_ms
+            duration = f"{took:.0f}ms" if took and math.isfinite(took) else "—"
             table.add_row(
                 str(step.step_index),
                 shown(step.component),

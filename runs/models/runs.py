@@ -18,6 +18,7 @@ from django.db import models
 from django.db.models.functions import Coalesce
 
 from runs.agentjson import AgentJSONDecoder, AgentJSONEncoder
+from runs.presentation import inert_text
 
 
 class AgentJSONField(models.JSONField):
@@ -182,7 +183,8 @@ class Run(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.blueprint_name} {self.run_id[:12]}"
+        # Shown in page titles and breadcrumbs: stored text, made inert.
+        return inert_text(f"{self.blueprint_name} {self.run_id[:12]}")
 
     @property
     def suspension(self) -> Suspension | None:

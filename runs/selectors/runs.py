@@ -22,13 +22,31 @@ def run_by_id(run_id: str) -> Run | None:
 
 def runs_with_id_prefix(prefix: str, *, limit: int) -> list[Run]:
     """Runs whose id starts with ``prefix``: an exact id first, else a range of the
-    primary key index (run ids sort byte by byte on both databases)."""
+    primary key index (run ids sort byte by byte on both databases). Nothing for a
+    prefix no id can hold (NUL, a lone surrogate)."""
+    if not storable(prefix):
+        return []
     if exact := Run.objects.filter(pk=prefix).first():
         return [exact]
-    runs = Run.objects.filter(run_id__gte=prefix)
-    if prefix and (upper := _prefix_upper_bound(prefix)):
-        runs = runs.filter(run_id__lt=upper)
+    runs = Run.objects.filter(id_prefix(prefix))
     return [run for run in runs.order_by("run_id")[:limit] if run.run_id.startswith(prefix)]
+
+
+def id_prefix(prefix: str, field: str = "run_id") -> Q:
+    """``field`` starts with ``prefix``, as a range its index answers (bytewise order)."""
+    bound = Q(**{f"{field}__gte": prefix})
+    if prefix and (upper := _prefix_upper_bound(prefix)):
+        bound &= Q(**{f"{field}__lt": upper})
+    return bound
+
+
+def run_for_short_id(run_id: str) -> tuple[Run | None, bool]:
+    """The run an address names: by its id, else by a unique prefix of it (as shown, 12
+    characters). Returns the run (or None) and whether the prefix was ambiguous."""
+    matches = runs_with_id_prefix(run_id, limit=2) if run_id else []
+    if len(matches) == 1:
+        return matches[0], False
+    return None, len(matches) > 1
 
 
 def runs_listing(*, status: str | None, blueprint: str | None, limit: int) -> QuerySet[Run]:

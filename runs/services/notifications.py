@@ -49,6 +49,7 @@ from django.utils import timezone
 
 from runs.models import Run, SuspensionNotice
 from runs.permissions import can_decide
+from runs.presentation import inert_text
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ def one_line(text: str) -> str:
 def notice_subject(run: Run) -> str:
     """The subject of a waiting run's email: one line, at most ``SUBJECT_LENGTH`` characters."""
     question = run.suspension_reason or run.suspended_at_node or ""
-    return one_line(f"Approval needed: {run.blueprint_name} — {question}")[:SUBJECT_LENGTH]
+    subject = one_line(f"Approval needed: {run.blueprint_name} — {question}")
+    return inert_text(subject)[:SUBJECT_LENGTH]  # no control character in a mail header
 
 
 def approvers_of(run: Run) -> list[Any]:

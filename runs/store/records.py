@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,16 +33,30 @@ def format_timestamp(value: datetime) -> str:
 def free_text(value: str | None) -> str | None:
     """Free text (errors, gate messages) as every database can store it.
 
-    PostgreSQL text cannot hold NUL, so it becomes U+FFFD on every database
-    alike; NeuroCore's messages never contain one on purpose.
+    PostgreSQL text cannot hold NUL and no database's text a lone surrogate, so
+    each becomes U+FFFD on every database alike (NeuroCore's messages never
+    contain one on purpose; its own store fails on a surrogate).
     """
-    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
+    if not value or (value.isprintable() and "\x00" not in value):
+        return value
+    return UNSTORABLE_TEXT.sub("\ufffd", value)
+
+
+UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 def identifier(value: str, field: str) -> str:
-    """An identifier (run id, names) checked for what no database should hold."""
+    """An identifier (run id, names) checked for what no database should hold.
+
+    Raises ``ValueError`` naming the field for an empty run id, a NUL character or
+    a lone surrogate (no database's text can hold either).
+    """
+    if field == "run_id" and not value:
+        raise ValueError("run_id must not be empty: pages, links and emails name a run by it.")
     if "\x00" in value:
         raise ValueError(f"{field} must not contain a NUL character: {value!r}")
+    if UNSTORABLE_TEXT.search(value):
+        raise ValueError(f"{field} must not contain a lone surrogate: {value!r}")
     return value
 
 

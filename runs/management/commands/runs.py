@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ from runs.services.operations import run_reopen, run_replay_request, run_resume_
 from runs.store import DjangoRunStore
 
 AMBIGUOUS_SHOWN = 5
+MAX_LIMIT = 1_000_000  # rows `runs list` prints at most (a database integer beyond it)
 WAIT_POLL_SECONDS = 0.5
 
 
@@ -213,15 +215,16 @@ class Command(TransferCommands, BaseCommand):
                 f"Use one of: {', '.join(Run.Status.values)}.",
                 returncode=USAGE_ERROR,
             )
-        if limit < 0:
-            raise CommandError("--limit must be 0 or more.", returncode=USAGE_ERROR)
+        if not 0 <= limit <= MAX_LIMIT:
+            raise CommandError(f"--limit must be 0 to {MAX_LIMIT:,}.", returncode=USAGE_ERROR)
         runs = list(selectors.runs_listing(status=status, blueprint=blueprint, limit=limit))
         if not runs:
             self.stderr.write("No runs recorded.")
             return
         rows, colors = [], []
         for run in runs:
-            duration = f"{run.duration_ms / 1000:.2f}s" if run.duration_ms else "—"
+            took = run.duration_ms
+            duration = f"{took / 1000:.2f}s" if took and math.isfinite(took) else "—"
             rows.append(
                 [
                     terminal_text(run.run_id[:12]),
