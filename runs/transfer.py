@@ -1,7 +1,7 @@
 """Runs in and out of the console: NeuroCore ``runs.db`` files and JSON Lines.
 
 Readers turn a file into batches of NeuroCore records (rows of a ``runs.db``
-go through NeuroCore's own ``SQLiteRunStore`` row mapping); the export writes
+become ``RunRecord``s, as ``SQLiteRunStore`` reads them back); the export writes
 one JSON object per run: ``{"run": …, "steps": […], "decisions": […]}``, the
 shape ``neurocore runs inspect --json`` prints, plus the run's decisions.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flowengine import Checkpoint as FlowCheckpoint
-from neurocore.persistence import RunRecord, SQLiteRunStore, StepRecord, StepStatus
+from neurocore.persistence import RunRecord, StepRecord, StepStatus
 from pydantic import ValidationError
 
 from runs.presentation import displayable
@@ -193,9 +193,20 @@ class JsonLinesExport(RunsFile):
             ) from None
 
 
+RUN_JSON_COLUMNS = ("blueprint_snapshot", "initial_data", "final_context")
+
+
 def _run_row_values(row: sqlite3.Row) -> dict[str, Any]:
-    """A console run row from a ``runs`` row, through NeuroCore's own row mapping."""
-    return run_values(SQLiteRunStore._row_to_run(row))
+    """A console run row from a ``runs`` row of NeuroCore's ``runs.db``: its columns are
+    ``RunRecord``'s fields, its JSON columns text (as ``SQLiteRunStore`` writes them;
+    an empty ``final_context`` is None). Through the public record, not the store's
+    private row mapping."""
+    fields = {key: row[key] for key in row.keys() if key in RunRecord.model_fields}  # noqa: SIM118 — a Row iterates values
+    for column in RUN_JSON_COLUMNS:
+        fields[column] = json.loads(fields[column]) if fields.get(column) else None
+    fields["blueprint_snapshot"] = fields["blueprint_snapshot"] or {}
+    fields["initial_data"] = fields["initial_data"] or {}
+    return run_values(RunRecord(**fields))
 
 
 def step_row_values(row: sqlite3.Row) -> dict[str, Any]:
