@@ -8,7 +8,7 @@ from datetime import date
 
 from runs.models import Run
 
-STATUS_COLORS: dict[str, str] = {
+CHART_STATUS_COLORS: dict[str, str] = {
     Run.Status.COMPLETED: "#3c9a5f",
     Run.Status.FAILED: "#c4443b",
     Run.Status.SUSPENDED: "#e0a526",
@@ -58,12 +58,12 @@ def runs_per_day(per_day: list[tuple[date, dict[str, int]]], *, width: int = 640
                         y,
                         slot * 0.7,
                         bar_height,
-                        STATUS_COLORS[status],
+                        CHART_STATUS_COLORS[status],
                         f"{day:%b %d}: {count} {Run.Status(status).label.lower()}",
                     )
                 )
         labels.append((x + slot * 0.35, float(height - 8), f"{day:%d}"))
-    legend = [(STATUS_COLORS[value], label) for value, label in Run.Status.choices]
+    legend = [(CHART_STATUS_COLORS[value], label) for value, label in Run.Status.choices]
     return Chart(width, height, bars, labels, legend)
 
 

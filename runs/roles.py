@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-ROLES: dict[str, list[str]] = {
+# Each role (a group) and the permissions it holds.
+ROLE_PERMISSIONS: dict[str, list[str]] = {
     "Viewers": ["view_run", "view_step", "view_decision"],
     "Approvers": ["view_run", "view_step", "view_decision", "approve_run"],
     "Operators": ["view_run", "view_step", "view_decision", "operate_run"],
@@ -19,7 +20,7 @@ def ensure_roles(**kwargs: Any) -> None:
     """Create the role groups with their permissions where missing (post_migrate)."""
     from django.contrib.auth.models import Group, Permission
 
-    for name, codenames in ROLES.items():
+    for name, codenames in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=name)
         group.permissions.add(
             *Permission.objects.filter(content_type__app_label="runs", codename__in=codenames)

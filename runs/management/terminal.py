@@ -21,7 +21,7 @@ from rich.table import Table
 from runs.presentation import inert_text
 
 STATUS_COLUMN = 2
-STATUS_COLORS = {
+TERMINAL_STATUS_COLORS = {
     "completed": "green",
     "failed": "red",
     "suspended": "yellow",
@@ -44,7 +44,7 @@ def terminal_text(value: str, *, markup: bool = False, multiline: bool = False) 
 
 
 def status_text(status: str) -> str:
-    color = STATUS_COLORS.get(status, "white")
+    color = TERMINAL_STATUS_COLORS.get(status, "white")
     return f"[{color}]{terminal_text(status, markup=True)}[/{color}]"
 
 

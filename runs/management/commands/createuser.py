@@ -12,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from runs.errors import ConsoleError
 from runs.services.access import user_exists, user_provision
 
-ROLES = {"viewer": "Viewers", "approver": "Approvers", "operator": "Operators"}
+# The --role names and the groups they stand for.
+ROLE_GROUPS = {"viewer": "Viewers", "approver": "Approvers", "operator": "Operators"}
 
 
 class Command(BaseCommand):
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--role",
             action="append",
-            choices=sorted(ROLES),
+            choices=sorted(ROLE_GROUPS),
             default=[],
             required=True,
             help="A role; repeat for several.",
@@ -49,7 +50,7 @@ class Command(BaseCommand):
         password_stdin: bool,
         **_: Any,
     ) -> None:
-        groups = [ROLES[name] for name in role] + group
+        groups = [ROLE_GROUPS[name] for name in role] + group
         missing = sorted(
             set(groups) - set(Group.objects.filter(name__in=groups).values_list("name", flat=True))
         )

@@ -29,7 +29,7 @@ from runs import selectors
 from runs.errors import ConsoleError
 from runs.management.terminal import (
     FAILURE,
-    STATUS_COLORS,
+    TERMINAL_STATUS_COLORS,
     USAGE_ERROR,
     RawStream,
     box_table,
@@ -235,7 +235,7 @@ class Command(TransferCommands, BaseCommand):
                     run.created_at.isoformat()[:19],
                 ]
             )
-            colors.append(STATUS_COLORS.get(run.status) if self.stdout.isatty() else None)
+            colors.append(TERMINAL_STATUS_COLORS.get(run.status) if self.stdout.isatty() else None)
         headers = [
             ("Run ID", "left"),
             ("Blueprint", "left"),
