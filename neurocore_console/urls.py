@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from runs import login
-from runs.views import healthz, home
+from runs.views import healthz, home, logout
 
 urlpatterns = [
     path("", home, name="home"),
@@ -13,6 +13,7 @@ urlpatterns = [
     # Both login forms check a username's passwords one attempt at a time (runs.login),
     # ahead of the auth and admin URLs that would otherwise serve them.
     path("accounts/login/", login.login, name="login"),
+    path("accounts/logout/", logout, name="logout"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/login/", login.admin_login),
     path("admin/", admin.site.urls),

@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.contenttypes import views as contenttype_views
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.urls import path
 
@@ -64,6 +65,12 @@ class ConsoleAdminSite(admin.AdminSite):
         if not request.user.has_perm(f"{content_type.app_label}.view_{content_type.model}"):
             raise Http404("No such object.")
         return contenttype_views.shortcut(request, content_type_id, object_id)
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """Signed in without a role: say so (not Django's "log in as someone else")."""
+        if request.user.is_authenticated and not self.has_permission(request):
+            raise PermissionDenied("You have no role in this console yet.")
+        return super().login(request, extra_context)
 
     def has_permission(self, request: HttpRequest) -> bool:
         """Everyone who may see runs, and access administrators (each page still checks its

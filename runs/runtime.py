@@ -31,9 +31,11 @@ class NeuroCoreProject:
     registry: SkillRegistry
 
     def blueprint(self, name: str) -> Blueprint:
-        """Load a blueprint file from the project's blueprints folder (or a path)."""
+        """Load a blueprint: a path to a file (absolute, or from the current directory),
+        else a name in the project's blueprints folder. Raises NeuroCore's error for
+        a file that is not there."""
         path = Path(name)
-        if not path.is_absolute():
+        if not path.is_absolute() and not path.is_file():
             path = self.config.resolve_path(self.config.paths.blueprints) / path
         return load_blueprint(path)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import LogoutView
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -229,6 +230,15 @@ def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) ->
         "form": form if (may_decide and waiting and in_flight is None) else None,
         "may_decide": may_decide,
     }
+
+
+@login_not_required
+@require_http_methods(["GET", "POST"])
+def logout(request: HttpRequest) -> HttpResponse:
+    """Log out on POST (Django's view); a link followed here (GET) asks first."""
+    if request.method == "POST":
+        return LogoutView.as_view()(request)
+    return render(request, "registration/logout_confirm.html")
 
 
 @login_not_required

@@ -304,3 +304,20 @@ def test_a_by_that_names_no_console_user_is_refused_not_recorded_as_given(by: st
     assert error.returncode == 1
     assert "No active console user is" in str(error) or "You may not replay" in str(error)
     assert not RunAction.objects.exists()
+
+
+def test_run_takes_a_blueprint_path_from_the_repository_root(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: `runs run examples/demo/blueprints/payment.yaml` from the repository root."""
+    from tests.conftest import ROOT
+
+    settings.NEUROCORE_PROJECT_ROOT = ROOT / "examples" / "demo"
+    from runs.runtime import current_project
+
+    current_project.cache_clear()
+    monkeypatch.chdir(ROOT)
+    out, _ = runs("run", "examples/demo/blueprints/payment.yaml", "--data", "demo=1")
+    assert "Result" in out
+    assert Run.objects.get().blueprint_name == "vendor-payment"
+    current_project.cache_clear()

@@ -410,3 +410,22 @@ def test_the_short_id_shown_everywhere_opens_the_run(approver_client: Client) ->
     assert approver_client.get("/approvals/zz/").status_code == 404
     decisions = approver_client.get("/admin/runs/decision/", {"q": "abc1"})
     assert decisions.status_code == 200
+
+
+def test_someone_without_a_role_is_told_so_without_a_loop(client: Client) -> None:
+    client.force_login(make_user("nora"))
+    for path in ("/", "/approvals/", "/admin/"):
+        response = client.get(path, follow=True)
+        html = response.content.decode()
+        assert response.status_code == 403, path
+        assert "with no role in this console yet" in html, path
+        assert "Back to the console" not in html  # it would lead here again
+        assert "different account" not in html
+
+
+def test_a_logout_link_asks_then_logs_out(approver_client: Client) -> None:
+    page = approver_client.get("/accounts/logout/")
+    assert page.status_code == 200
+    assert "Log out?" in page.content.decode()
+    assert approver_client.post("/accounts/logout/").status_code == 200
+    assert approver_client.get("/approvals/").status_code == 302  # to the login page
