@@ -24,21 +24,72 @@ def displayable(text: str) -> str:
 
 
 INPUT_SUMMARY_ITEMS = 3
-INPUT_SUMMARY_WIDTH = 40
 
 
 def input_summary(data: Any) -> str:
-    """A one-line summary of a run's inputs: its first few ``key=value`` pairs."""
+    """A line of a run's inputs for a list: its first few fields, each whole
+    (``invoice: vendor Globex, amount 420`` — a nested object one level flat)."""
     if not isinstance(data, dict) or not data:
         return "no inputs"
-    items = []
-    for key, value in list(data.items())[:INPUT_SUMMARY_ITEMS]:
-        text = displayable(json.dumps(value, ensure_ascii=False, default=str))
-        if len(text) > INPUT_SUMMARY_WIDTH:
-            text = text[: INPUT_SUMMARY_WIDTH - 1] + "…"
-        items.append(f"{displayable(str(key))}={text}")
+    items = [
+        f"{inert_text(key)}: {_inline(value)}"
+        for key, value in list(data.items())[:INPUT_SUMMARY_ITEMS]
+    ]
     more = len(data) - INPUT_SUMMARY_ITEMS
-    return ", ".join(items) + (f" (+{more} more)" if more > 0 else "")
+    return "; ".join(items) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{inert_text(key)} {_scalar(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        return ", ".join(_scalar(item) for item in value)
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        return inert_text(value)
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "—"}[value]
+    if isinstance(value, dict | list):
+        return displayable(json.dumps(value, ensure_ascii=False, default=str))
+    return displayable(str(value))
+
+
+@dataclass(frozen=True)
+class Field:
+    """A value of a run's data as a person reads it: a label, and either the value
+    as text or the fields inside it (a nested object or a list of objects)."""
+
+    label: str
+    text: str = ""
+    fields: tuple[Field, ...] = ()
+
+
+def labelled_fields(data: Any, *, first: tuple[str, ...] = ()) -> list[Field]:
+    """``data`` (a run's inputs or produced data) as labelled fields, nested objects as
+    sections; the dotted paths in ``first`` (a gate's ``evidence`` config) lead."""
+    if not isinstance(data, dict):
+        return [Field("Value", _scalar(data))] if data not in (None, {}) else []
+    keys = list(data)
+    leading = [path.split(".", 1)[0] for path in first if path.split(".", 1)[0] in data]
+    ordered = list(dict.fromkeys([*leading, *keys]))
+    return [_field(key, data[key]) for key in ordered]
+
+
+def _field(key: Any, value: Any) -> Field:
+    label = inert_text(str(key)).replace("_", " ").strip().capitalize() or "(no name)"
+    if isinstance(value, dict):
+        return Field(label, fields=tuple(_field(k, v) for k, v in value.items()))
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        return Field(
+            label,
+            fields=tuple(_field(f"{number}", item) for number, item in enumerate(value, 1)),
+        )
+    if isinstance(value, list):
+        return Field(label, ", ".join(_scalar(item) for item in value) or "none")
+    return Field(label, _scalar(value))
 
 
 def pretty_json(value: Any) -> str:

@@ -20,7 +20,7 @@ from runs.errors import ConsoleError
 from runs.forms import DecisionForm, ReopenForm
 from runs.models import Run, Source
 from runs.permissions import can_decide, can_view_runs, signed_in
-from runs.presentation import input_summary, pretty_json, step_rows
+from runs.presentation import input_summary, labelled_fields, pretty_json, step_rows
 from runs.services.decisions import decision_record
 from runs.services.operations import run_reopen
 
@@ -184,6 +184,10 @@ def _decision_form(run: Run, *, note: str = "") -> DecisionForm | None:
 def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) -> dict[str, Any]:
     evidence = selectors.review_evidence(run)
     suspension = run.suspension
+    # A blueprint's author may name the fields an approver sees first (the gate's
+    # "evidence" config: dotted paths such as "invoice.amount").
+    wanted = run.gate_config(evidence.gate).get("evidence") if evidence.gate else None
+    shown_first = tuple(str(path) for path in wanted) if isinstance(wanted, list) else ()
     decision = selectors.current_decision(run)
     decisions = list(selectors.decisions_of(run.run_id))
     waiting = suspension is not None and suspension.is_approval and decision is None
@@ -207,6 +211,8 @@ def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) ->
         "suspension": suspension,
         "evidence": evidence,
         "step_rows": step_rows(run, evidence.steps),
+        "inputs_fields": labelled_fields(evidence.inputs, first=shown_first),
+        "data_fields": labelled_fields(evidence.data, first=shown_first),
         "inputs_json": pretty_json(evidence.inputs),
         "data_json": pretty_json(evidence.data),
         "waiting": waiting,

@@ -48,7 +48,7 @@ def test_inbox_lists_waiting_runs_oldest_first_with_what_they_ask(approver_clien
     html = response.content.decode()
     assert "Approve the payment?" in html
     assert "Editor: publish this draft?" in html
-    assert "amount=10, customer=&quot;ACME&quot;" in html
+    assert "amount: 10; customer: ACME" in html  # whole fields, plainly
     assert review_url(first) in html
     assert '<span class="count" title="Runs waiting for your decision">2</span>' in html
 
@@ -429,3 +429,34 @@ def test_a_logout_link_asks_then_logs_out(approver_client: Client) -> None:
     assert "Log out?" in page.content.decode()
     assert approver_client.post("/accounts/logout/").status_code == 200
     assert approver_client.get("/approvals/").status_code == 302  # to the login page
+
+
+def test_the_review_page_leads_with_labelled_evidence_then_the_form(
+    approver_client: Client,
+) -> None:
+    invoice = {"vendor": "Globex", "amount": 420, "number": "INV-2402", "lines": [{"sku": "A1"}]}
+    run = start_run(invoice=invoice, demo=True)
+    inbox = approver_client.get(INBOX).content.decode()
+    assert "invoice: vendor Globex, amount 420, number INV-2402" in inbox  # not cut mid-field
+    response = approver_client.get(review_url(run))
+    html = response.content.decode()
+    fields = response.context["inputs_fields"]
+    assert [field.label for field in fields] == ["Invoice", "Demo"]
+    assert [(f.label, f.text) for f in fields[0].fields[:3]] == [
+        ("Vendor", "Globex"),
+        ("Amount", "420"),
+        ("Number", "INV-2402"),
+    ]
+    assert fields[1].text == "yes"
+    assert "<summary>As raw JSON</summary>" in html
+    assert html.index("What it has produced so far") < html.index(
+        '<form method="post" class="decide"'
+    )
+
+
+def test_a_blueprint_author_names_the_fields_shown_first() -> None:
+    from runs.presentation import labelled_fields
+
+    data = {"notes": "x", "invoice": {"amount": 1}, "vendor": "Globex"}
+    labels = [f.label for f in labelled_fields(data, first=("vendor", "invoice.amount"))]
+    assert labels == ["Vendor", "Invoice", "Notes"]

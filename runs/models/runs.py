@@ -198,6 +198,15 @@ class Run(models.Model):
             is_approval=self.awaits_decision,
         )
 
+    def gate_config(self, gate: str) -> dict[str, Any]:
+        """The config of the approval component ``gate`` in the stored blueprint."""
+        snapshot = self.blueprint_snapshot if isinstance(self.blueprint_snapshot, dict) else {}
+        for component in snapshot.get("components") or []:
+            if isinstance(component, dict) and component.get("name") == gate:
+                config = component.get("config")
+                return config if isinstance(config, dict) else {}
+        return {}
+
     @property
     def is_resumable(self) -> bool:
         """Whether NeuroCore can resume the run (suspended or failed; not rejected)."""
