@@ -20,6 +20,7 @@ class ConsoleAdminSite(admin.AdminSite):
     site_header = "NeuroCore Console"
     site_title = "NeuroCore Console"
     index_title = "Operations"
+    site_url = None  # no "View site": the console is the site
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         """The dashboard above the list of models, for whoever may see runs."""

@@ -406,3 +406,22 @@ def test_the_tally_is_the_list_count_only_while_no_scope_narrows_viewing() -> No
     from runs.models import BlueprintScope
 
     assert set(BlueprintScope.Action.values) == {"decide", "operate"}
+
+
+def test_lists_say_what_they_list_and_show_what_matters(superuser: Any, client: Client) -> None:
+    from tests.conftest import decide
+
+    seed(1, status="failed", error="upstream unavailable: connection refused")
+    decide(start_run(), make_user("ada", "Approvers"), approved=False, note="Duplicate of INV-7")
+    client.force_login(superuser)
+    failed = client.get(RUNS, {"status": "failed"}).content.decode()
+    assert "<title>Runs |" in failed
+    assert "upstream unavailable: connection refused" in failed
+    decisions = client.get("/admin/runs/decision/").content.decode()
+    for shown in ("Duplicate of INV-7", "ada@example.com", "Web", "Rejected"):
+        assert shown in decisions
+    actions = client.get("/admin/runs/runaction/").content.decode()
+    assert "column-kind" in actions
+    index = client.get("/admin/").content.decode()
+    assert "Recent actions" not in index
+    assert "View site" not in index

@@ -9,7 +9,9 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
-from django.utils.html import format_html_join
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from runs import (
     converters,  # noqa: F401 — registers <run_id:…>
@@ -22,7 +24,7 @@ from runs.models import (
     RunAction,
 )
 from runs.permissions import can_administer_access, can_delete, can_operate
-from runs.presentation import access_change_summary
+from runs.presentation import access_change_summary, inert_text
 from runs.selectors import id_prefix, storable
 
 DECISION_CSV_COLUMNS = [
@@ -53,7 +55,15 @@ class RunIdPrefixSearch(ReadOnlyAdmin):
 
 @admin.register(Decision)
 class DecisionAdmin(RunIdPrefixSearch):
-    list_display = ["decided_at", "run_id", "gate", "verdict", "decided_by_identity", "source"]
+    list_display = [
+        "decided_at",
+        "run",
+        "gate",
+        "verdict",
+        "decided_by_identity",
+        "source",
+        "note_shown",
+    ]
     list_filter = ["approved", "source", "decided_at", "decided_by_identity"]
     search_fields = ["decided_by_identity", "note"]  # and a run id prefix: get_search_results
     date_hierarchy = "decided_at"
@@ -62,7 +72,22 @@ class DecisionAdmin(RunIdPrefixSearch):
 
     @admin.display(description="Decision", ordering="approved")
     def verdict(self, decision: Decision) -> str:
-        return "approved" if decision.approved else "rejected"
+        return format_html(
+            '<span class="badge verdict-{}">{}</span>', decision.verdict, decision.verdict.label
+        )
+
+    @admin.display(description="Run", ordering="run_id")
+    def run(self, decision: Decision) -> str:
+        return format_html(
+            '<a href="{}"><code title="{}">{}</code></a>',
+            reverse("approvals:review", args=[decision.run_id]),
+            inert_text(decision.run_id),
+            inert_text(decision.run_id[:12]),
+        )
+
+    @admin.display(description="Note")
+    def note_shown(self, decision: Decision) -> str:
+        return format_html('<bdi class="note">{}</bdi>', Truncator(decision.note).chars(120))
 
     @admin.action(description="Export selected decisions as CSV", permissions=["view"])
     def export_csv(
@@ -128,13 +153,14 @@ class BulkRequestAdmin(ReadOnlyAdmin):
 class RunActionAdmin(RunIdPrefixSearch):
     list_display = [
         "requested_at",
+        "kind",
         "run_id",
         "requested_by_identity",
         "state",
         "attempts",
         "outcome_status",
     ]
-    list_filter = ["state", "outcome_status"]
+    list_filter = ["kind", "state", "outcome_status"]
     search_fields = ["requested_by_identity"]  # and a run id prefix: get_search_results
     show_full_result_count = False
 

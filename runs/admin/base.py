@@ -30,10 +30,15 @@ class ConsoleChangeList(ChangeList):
 
 
 class ConsoleModelAdmin(admin.ModelAdmin):
-    """What every admin of the console shares: its change list."""
+    """What every admin of the console shares: its change list, titled plainly."""
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return ConsoleChangeList
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        """The list, titled with what it lists ("Runs"), not "Select run to view"."""
+        title = str(self.model._meta.verbose_name_plural).capitalize()
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
 
 class ReadOnlyAdmin(ConsoleModelAdmin):

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
+from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
 from runs import (
@@ -303,6 +304,17 @@ class RunAdmin(ReadOnlyAdmin):
             run.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
             timesince(run.created_at),
         )
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """The failed and rejected runs show their error: it is why one looks at them."""
+        columns = list(super().get_list_display(request))
+        if request.GET.get(StatusFilter.parameter_name) in (Run.Status.FAILED, Run.Status.REJECTED):
+            columns.insert(columns.index("waiting_at"), "error_shown")
+        return columns
+
+    @admin.display(description="Error")
+    def error_shown(self, run: Run) -> str:
+        return inert_text(Truncator(run.error or "").chars(140))
 
     @admin.display(description="Waiting at")
     def waiting_at(self, run: Run) -> str:
