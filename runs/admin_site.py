@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.contenttypes import views as contenttype_views
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.urls import path
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 
 from runs import charts, selectors
 from runs.models import Run
@@ -67,6 +70,8 @@ class ConsoleAdminSite(admin.AdminSite):
             raise Http404("No such object.")
         return contenttype_views.shortcut(request, content_type_id, object_id)
 
+    @method_decorator(never_cache)
+    @login_not_required  # as Django's own: the login page is for those not signed in
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         """Signed in without a role: say so (not Django's "log in as someone else")."""
         if request.user.is_authenticated and not self.has_permission(request):
