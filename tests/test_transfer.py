@@ -12,12 +12,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from neurocore.errors import ExecutionError
-from neurocore.persistence import SQLiteRunStore
+from neurocore.persistence import RunStatus, SQLiteRunStore
 from neurocore.runtime.executor import execute_blueprint_tracked
 
 from runs.models import Checkpoint, Decision, Run, Step
 from runs.runtime import current_project
 from runs.store import DjangoRunStore
+from runs.transfer import export_line
 from tests.conftest import make_user, run_queued_tasks, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -211,3 +212,23 @@ def test_a_malformed_export_line_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match=r"line 1 is not an exported run"):
         runs("import", str(path))
     assert not Run.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_does_not_take_a_waiting_run_past_its_gate(tmp_path: Path) -> None:
+    """The one rule of approvals holds for imports: a file is not a decision."""
+    waiting = start_run()
+    record = DjangoRunStore().load_run(waiting.run_id)
+    passed = record.model_copy(
+        update={
+            "status": RunStatus.COMPLETED,
+            "suspended_at_node": None,
+            "updated_at": "2099-01-01T00:00:00+00:00",
+        }
+    )
+    exported = tmp_path / "runs.jsonl"
+    exported.write_text(export_line(passed, [], []) + "\n")
+    out = StringIO()
+    call_command("runs", "import", str(exported), stdout=out)
+    assert "Kept 1 runs waiting for a decision here" in out.getvalue()
+    assert Run.objects.get(pk=waiting.run_id).status == "suspended"

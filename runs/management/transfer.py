@@ -77,6 +77,11 @@ class TransferCommands:
             f"{summary.skipped} unchanged; {summary.steps} steps, {summary.checkpoints} "
             f"checkpoints, {summary.decisions} decisions."
         )
+        if summary.held:
+            self.stdout.write(
+                f"Kept {summary.held} runs waiting for a decision here: a file cannot take a "
+                "run past an approval gate (approve or reject them in the console)."
+            )
 
     def handle_export(self, *, fmt: str, status: str | None, since: str | None, **_: Any) -> None:
         if status is not None and status not in Run.Status.values:

@@ -23,6 +23,7 @@ class ImportSummary:
     steps: int = 0
     checkpoints: int = 0
     decisions: int = 0
+    held: int = 0  # runs waiting at a gate here that the file would take past it
 
 
 def runs_import(
@@ -73,12 +74,16 @@ def run_tallies_compact() -> None:
 def _import_batch(batch: list[RunBundle], summary: ImportSummary, *, dry_run: bool) -> None:
     rows = {bundle.run["run_id"]: (bundle, bundle.run) for bundle in batch}
     existing = dict(Run.objects.filter(pk__in=rows).values_list("run_id", "updated_at"))
+    undecided = _waiting_undecided(list(existing))
     changed: list[tuple[RunBundle, dict[str, Any]]] = []
     for run_id, (bundle, row) in rows.items():
         if run_id not in existing:
             summary.imported += 1
         elif existing[run_id] == row["updated_at"]:
             summary.skipped += 1
+            continue
+        elif run_id in undecided and not _decides(bundle, undecided[run_id]):
+            summary.held += 1  # the one rule of approvals: only a decision passes a gate
             continue
         else:
             summary.updated += 1
@@ -106,3 +111,33 @@ def _import_batch(batch: list[RunBundle], summary: ImportSummary, *, dry_run: bo
         before = Decision.objects.count()
         Decision.objects.bulk_create(decisions, ignore_conflicts=True)
         summary.decisions += Decision.objects.count() - before
+
+
+def _waiting_undecided(run_ids: list[str]) -> dict[str, tuple[str | None, Any]]:
+    """Of these runs, those waiting here at an approval gate nobody decided: their
+    (gate, since)."""
+    waiting = {
+        run_id: (gate, since)
+        for run_id, gate, since in Run.objects.filter(
+            pk__in=run_ids, status=Run.Status.SUSPENDED, awaits_decision=True
+        ).values_list("run_id", "suspended_at_node", "updated_at")
+    }
+    decided = set(
+        Decision.objects.filter(run_id__in=list(waiting)).values_list(
+            "run_id", "gate", "suspended_at"
+        )
+    )
+    return {
+        run_id: suspension
+        for run_id, suspension in waiting.items()
+        if (run_id, *suspension) not in decided
+    }
+
+
+def _decides(bundle: RunBundle, suspension: tuple[str | None, Any]) -> bool:
+    """Whether the file carries the decision on that suspension (an export of ours)."""
+    gate, since = suspension
+    return any(
+        decision.get("gate") == gate and decision.get("suspended_at") == since
+        for decision in bundle.decisions
+    )
