@@ -52,6 +52,18 @@ def _holds_order_key(value: Any) -> bool:
     return False
 
 
+def _reordered_by_jsonb(value: Any) -> bool:
+    """Whether jsonb would change the key order of an object in ``value``."""
+    if isinstance(value, list):
+        return any(_reordered_by_jsonb(item) for item in value)
+    if not isinstance(value, dict):
+        return False
+    keys = [str(key) for key in value]
+    return keys != sorted(keys, key=_jsonb_order) or any(
+        _reordered_by_jsonb(item) for item in value.values()
+    )
+
+
 def _with_key_order(value: Any) -> Any:
     """``value`` with ``ORDER_KEY`` added to each object whose key order jsonb would change."""
     if isinstance(value, list):
@@ -94,7 +106,7 @@ class AgentJSONEncoder(json.JSONEncoder):
             or (ORDER_KEY in text and _holds_order_key(o))
         ):
             return json.dumps({WRAPPER_KEY: json.dumps(o, default=str)})
-        if '":' in text and ("{" in text):  # an object: keep its keys' order through jsonb
+        if _reordered_by_jsonb(o):  # keep its objects' key order through jsonb
             return super().encode(_with_key_order(o))
         return text
 

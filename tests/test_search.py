@@ -114,20 +114,24 @@ def test_common_text_matches_stay_conditions_and_keep_the_union(
     assert listed(admin_client, "q=dead") == [by_id, *reversed(texts)]
 
 
-def test_rare_matches_are_read_by_key_after_two_lookups(
+def test_rare_matches_are_read_by_key_after_three_lookups(
     django_assert_num_queries: Any,
 ) -> None:
     for i in range(3):
         save(hexid(f"bad{i}", "0"), i)
     in_error = save(hexid("0", "0"), 5, error="bad request")
-    with django_assert_num_queries(2) as captured:
+    with django_assert_num_queries(3) as captured:
         searched = selectors.runs_matching(Run.objects.order_by("-created_at"), "bad")
-    by_id, by_text = (query["sql"] for query in captured.captured_queries)
-    # The id prefix: a range of the primary key, no text condition.
+    by_id, by_blueprint, by_error = (query["sql"] for query in captured.captured_queries)
+    # The id prefix and the blueprint prefix: ranges of their indexes.
     assert '"run_id" >=' in by_id
     assert '"run_id" <' in by_id
     assert "LIKE" not in by_id.upper()
-    assert "LIKE" in by_text.upper()
+    assert '"blueprint_name" >=' in by_blueprint
+    assert '"blueprint_name" <' in by_blueprint
+    assert "error" not in by_blueprint  # each match through its own index, never an OR
+    assert "error" in by_error
+    assert "blueprint_name" not in by_error
     with django_assert_num_queries(1) as captured:
         assert len(list(searched)) == 4
     assert "LIKE" not in captured.captured_queries[0]["sql"].upper()

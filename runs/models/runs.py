@@ -157,7 +157,16 @@ class Run(models.Model):
             ),
             # The runs waiting at a gate, with all a waiting count or inbox reads.
             models.Index(
-                fields=["suspended_at_node", "updated_at", "run_id", "blueprint_name", "status"],
+                # awaits_decision too: SQLite reads only the index when every column the
+                # query names is in it (the header's count on every page).
+                fields=[
+                    "suspended_at_node",
+                    "updated_at",
+                    "run_id",
+                    "blueprint_name",
+                    "status",
+                    "awaits_decision",
+                ],
                 condition=models.Q(status="suspended", awaits_decision=True),
                 name="run_waiting_idx",
             ),

@@ -135,38 +135,42 @@ def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
     prefix too; it must not hide the runs whose error mentions it. The id
     matches come first, then the others, each in ``runs``' order.
 
-    Rare matches are resolved to their ids first, so the list and its count
-    read a few rows by key: the id prefix from the primary key index (never a
-    scan), the text matches in one pass over ``runs`` (no index holds error
-    text), which stops early when matches are common. Common ones (more than
-    ``PREFIX_IDS_LIMIT``) stay conditions: a range of the primary key for the
-    id prefix (it ranks no run first: no one run is looked for), the text
-    conditions for the rest. A term no stored text can hold (NUL, a lone
-    surrogate) matches nothing, without a query.
+    Rare matches are resolved to their ids first, each through its own index, so
+    the list and its count read a few rows by key: the id prefix and the
+    blueprint prefix as ranges of their indexes, the error text through the
+    error index (migration 0011). Common ones (more than ``PREFIX_IDS_LIMIT``)
+    stay conditions: a range of the primary key for the id prefix (it ranks no
+    run first: no one run is looked for), the blueprint range, and for errors
+    a plain "contains", which the newest-first list meets within a page. A term
+    no stored text can hold (NUL, a lone surrogate) matches nothing, without a
+    query.
     """
     if not term:
         return runs
     if not storable(term):
         return runs.none()
-    upper = _prefix_upper_bound(term)
-    by_id = Q(run_id__gte=term) & (Q(run_id__lt=upper) if upper else Q())
-    by_text = Q(blueprint_name__startswith=term) | error_contains(term)
-    ids = list(
-        Run.objects.filter(by_id)
-        .order_by("run_id")
-        .values_list("run_id", flat=True)[: PREFIX_IDS_LIMIT + 1]
-    )
-    texts = list(
-        runs.filter(by_text).order_by().values_list("run_id", flat=True)[: PREFIX_IDS_LIMIT + 1]
-    )
-    few_ids, few_texts = len(ids) <= PREFIX_IDS_LIMIT, len(texts) <= PREFIX_IDS_LIMIT
-    if few_ids and few_texts:
-        matched = runs.filter(run_id__in={*ids, *texts})
+    by_id = id_prefix(term)
+    # A range of the blueprint index first (LIKE alone reads every run: SQLite's is
+    # case-insensitive, PostgreSQL's collation is not bytewise), then the exact test.
+    by_blueprint = id_prefix(term, "blueprint_name") & Q(blueprint_name__startswith=term)
+    ids = _first_keys(Run.objects.filter(by_id).order_by("run_id"))
+    # Each text match looked up on its own, through its own index: an OR of the two
+    # would make the database read every run.
+    blueprints = _first_keys(runs.filter(by_blueprint).order_by())
+    errors = _first_keys(runs.filter(error_contains(term)).order_by())
+    few_ids = len(ids) <= PREFIX_IDS_LIMIT
+    conditions = [
+        Q(run_id__in=ids) if few_ids else by_id,
+        Q(run_id__in=blueprints) if len(blueprints) <= PREFIX_IDS_LIMIT else by_blueprint,
+        # Common in errors: a condition the newest-first list satisfies within a page.
+        Q(run_id__in=errors) if len(errors) <= PREFIX_IDS_LIMIT else Q(error__icontains=term),
+    ]
+    if all(
+        isinstance(c.children[0], tuple) and c.children[0][0] == "run_id__in" for c in conditions
+    ):
+        matched = runs.filter(run_id__in={*ids, *blueprints, *errors})
     else:
-        matched = runs.filter(
-            (Q(run_id__in=ids) if few_ids else by_id)
-            | (Q(run_id__in=texts) if few_texts else by_text)
-        )
+        matched = runs.filter(conditions[0] | conditions[1] | conditions[2])
     if not ids or not few_ids:
         return matched
     # The admin's changelist orders the list before searching it: keep that
@@ -180,6 +184,11 @@ def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
 
 
 PREFIX_IDS_LIMIT = 1000
+
+
+def _first_keys(runs: QuerySet[Run]) -> list[str]:
+    """The keys of up to ``PREFIX_IDS_LIMIT`` + 1 of ``runs`` (one more: "too many")."""
+    return list(runs.values_list("run_id", flat=True)[: PREFIX_IDS_LIMIT + 1])
 
 
 def error_contains(term: str) -> Q:
