@@ -9,6 +9,8 @@ or neither.
 
 - ``decisions``: approving or rejecting a suspension, the one way past a gate;
 - ``operations``: resume, reopen, replay, cancel, delete (one or many runs);
+- ``actions``: what they share (the row lock, one open action per run);
+- ``bulk``: an action on every run a filter matched, carried out by a worker;
 - ``recovery``: actions whose worker was lost;
 - ``notifications``: telling approvers a run waits for them;
 - ``imports``: runs in bulk from NeuroCore files;
