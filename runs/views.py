@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import LogoutView
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -38,6 +39,8 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("approvals:inbox")
 
 
+INBOX_PAGE = 50  # waiting runs a page of the inbox shows, longest waiting first
+
 INBOX_TABS = {
     "waiting": "Waiting",
     "mine": "Decided by me",
@@ -60,13 +63,17 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "may_decide": may_decide,
     }
     if tab == "waiting":
-        runs = list(selectors.runs_waiting_seen_by(request.user))
+        page = Paginator(selectors.runs_waiting_seen_by(request.user), INBOX_PAGE).get_page(
+            request.GET.get("page")
+        )
+        runs = list(page)
         reopened = selectors.reopenings(runs)
         context["rows"] = [
             (run, input_summary(run.initial_data), reopened.get(run.run_id)) for run in runs
         ]
-        if may_decide:  # the header's count is the list's length here: no second query
-            context["waiting_count"] = len(runs)
+        context["page"] = page
+        if may_decide:  # the header's count is the list's count here: no second count
+            context["waiting_count"] = page.paginator.count
     else:
         context["decisions"] = list(selectors.decisions_listed(request.user, mine=tab == "mine"))
     return render(request, "approvals/inbox.html", context)

@@ -73,8 +73,9 @@ def test_inbox_queries_do_not_grow_with_the_number_of_runs(
     with django_assert_num_queries(len(few)):
         response = approver_client.get(INBOX)
     assert len(response.context["rows"]) == 13
-    # session, user, permissions (2), scopes, blueprints, runs, reopenings; no session write
-    assert len(few) <= 8
+    # session, user, permissions (2), scopes, blueprints, count, page of runs, reopenings;
+    # no session write
+    assert len(few) <= 9
 
 
 def test_a_viewer_sees_what_waits_but_no_way_to_decide(client: Client, viewer: Any) -> None:
@@ -460,3 +461,14 @@ def test_a_blueprint_author_names_the_fields_shown_first() -> None:
     data = {"notes": "x", "invoice": {"amount": 1}, "vendor": "Globex"}
     labels = [f.label for f in labelled_fields(data, first=("vendor", "invoice.amount"))]
     assert labels == ["Vendor", "Invoice", "Notes"]
+
+
+def test_the_inbox_shows_fifty_at_a_time_and_counts_them_all(approver_client: Client) -> None:
+    for amount in range(55):
+        start_run(amount=amount)
+    first = approver_client.get(INBOX)
+    assert len(first.context["rows"]) == 50
+    assert "Page 1 of 2 (55 waiting)" in first.content.decode()
+    assert first.context["waiting_count"] == 55
+    second = approver_client.get(INBOX, {"page": "2"})
+    assert len(second.context["rows"]) == 5
