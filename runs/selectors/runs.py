@@ -157,20 +157,19 @@ def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
     # Each text match looked up on its own, through its own index: an OR of the two
     # would make the database read every run.
     blueprints = _first_keys(runs.filter(by_blueprint).order_by())
-    errors = _first_keys(runs.filter(error_contains(term)).order_by())
-    few_ids = len(ids) <= PREFIX_IDS_LIMIT
-    conditions = [
-        Q(run_id__in=ids) if few_ids else by_id,
-        Q(run_id__in=blueprints) if len(blueprints) <= PREFIX_IDS_LIMIT else by_blueprint,
-        # Common in errors: a condition the newest-first list satisfies within a page.
-        Q(run_id__in=errors) if len(errors) <= PREFIX_IDS_LIMIT else Q(error__icontains=term),
-    ]
-    if all(
-        isinstance(c.children[0], tuple) and c.children[0][0] == "run_id__in" for c in conditions
-    ):
+    errors = _error_keys(runs, term)
+    few_ids, few_blueprints, few_errors = (
+        len(keys) <= PREFIX_IDS_LIMIT for keys in (ids, blueprints, errors)
+    )
+    if few_ids and few_blueprints and few_errors:  # read by key
         matched = runs.filter(run_id__in={*ids, *blueprints, *errors})
     else:
-        matched = runs.filter(conditions[0] | conditions[1] | conditions[2])
+        matched = runs.filter(
+            (Q(run_id__in=ids) if few_ids else by_id)
+            | (Q(run_id__in=blueprints) if few_blueprints else by_blueprint)
+            # Common in errors: a condition the newest-first list meets within a page.
+            | (Q(run_id__in=errors) if few_errors else Q(error__icontains=term))
+        )
     if not ids or not few_ids:
         return matched
     # The admin's changelist orders the list before searching it: keep that
@@ -191,20 +190,39 @@ def _first_keys(runs: QuerySet[Run]) -> list[str]:
     return list(runs.values_list("run_id", flat=True)[: PREFIX_IDS_LIMIT + 1])
 
 
+def _error_keys(runs: QuerySet[Run], term: str) -> list[str]:
+    """Up to ``PREFIX_IDS_LIMIT`` + 1 keys of runs whose error contains ``term``. On
+    SQLite they are read from the FTS5 table alone, with its own LIMIT: asked
+    through ``runs``, SQLite lists every match before taking the first ones (a word
+    in 100,000 errors: half a second); ``runs``' filters apply when the keys are
+    used."""
+    if connection.vendor != "sqlite":
+        return _first_keys(runs.filter(error_contains(term)).order_by())
+    query, params = _fts_error_query(term)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{query} LIMIT %s", [*params, PREFIX_IDS_LIMIT + 1])
+        return [run_id for (run_id,) in cursor.fetchall()]
+
+
 def error_contains(term: str) -> Q:
     """Runs whose error contains ``term`` (any case), answered from the error index
     (migration 0011). PostgreSQL's trigram index serves ``icontains`` itself. On
-    SQLite the FTS5 trigram table answers a phrase query for three characters or
-    more; a shorter term is looked for with LIKE in that table (errors only)."""
+    SQLite the FTS5 trigram table answers (``_fts_error_query``)."""
     if connection.vendor != "sqlite":
         return Q(error__icontains=term)
+    query, params = _fts_error_query(term)
+    return Q(run_id__in=RawSQL(query, params))  # noqa: S611 — the term is a parameter
+
+
+def _fts_error_query(term: str) -> tuple[str, list[str]]:
+    """SQLite: the ids of runs whose error contains ``term``, from the FTS5 trigram
+    table: a phrase query for three characters or more, LIKE over the table's errors
+    for a shorter term."""
     if len(term) >= TRIGRAM:
         phrase = '"' + term.replace('"', '""') + '"'
-        query = "SELECT run_id FROM runs_run_error_fts WHERE runs_run_error_fts MATCH %s"
-        return Q(run_id__in=RawSQL(query, [phrase]))  # noqa: S611 — the term is a parameter
+        return "SELECT run_id FROM runs_run_error_fts WHERE runs_run_error_fts MATCH %s", [phrase]
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    query = "SELECT run_id FROM runs_run_error_fts WHERE error LIKE %s ESCAPE '\\'"
-    return Q(run_id__in=RawSQL(query, [f"%{escaped}%"]))  # noqa: S611 — a parameter
+    return "SELECT run_id FROM runs_run_error_fts WHERE error LIKE %s ESCAPE '\\'", [f"%{escaped}%"]
 
 
 TRIGRAM = 3  # the shortest term the trigram index answers
