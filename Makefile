@@ -43,5 +43,5 @@ bench: install
 	DATABASE_URL=$(POSTGRES_URL) $(PY) bench/store_bench.py
 	$(PY) bench/cli_bench.py
 	DATABASE_URL=$(POSTGRES_URL) $(PY) bench/cli_bench.py
-	$(PY) bench/console_bench.py
-	DATABASE_URL=$(POSTGRES_URL) $(PY) bench/console_bench.py
+	$(PY) bench/console_compare.py --db-name var/bench_console.sqlite3 --keep
+	DATABASE_URL=$(POSTGRES_URL) $(PY) bench/console_compare.py --db-name bench_console --keep

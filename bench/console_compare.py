@@ -3,8 +3,9 @@
     python bench/console_compare.py --db-name NAME [--checkout PATH] [--runs 1000000]
         [--repeat 50] [--slow-repeat 10] [--seed-only] [--keep] [--json FILE]
 
-``bench/console_bench.py`` times the code beside it. This script times the code
-of ``--checkout`` (default: the checkout holding it), so an older commit checked
+It replaces ``bench/console_bench.py`` (session 2), which could not seed a schema
+with ``awaits_decision``. It times the code of ``--checkout`` (default: the
+checkout holding it, as ``make bench`` runs it), so an older commit checked
 out as a git worktree is timed with the same seed, the same pages and the same
 measurement as the current code; run it from that checkout's directory with the
 same environment, e.g.::
@@ -14,8 +15,8 @@ same environment, e.g.::
         --checkout /tmp/bench-base --db-name /tmp/bench_console_base.sqlite3 --keep
 
 It seeds the database named by ``--db-name`` (a file on SQLite, a database on
-PostgreSQL; never the tests' or console_bench.py's), so two checkouts never share
-one. The seed is console_bench.py's (1,000,000 runs over the last year, 20
+PostgreSQL; never the tests'), so two checkouts never share
+one. The seed is session 2's console_bench.py's (1,000,000 runs over the last year, 20
 blueprints, 80 % completed, 10 % failed with the error ``error <n>``, 5 % waiting
 at a gate, 4 % cancelled, 1 % running; ten steps each; one run of 1,000 steps),
 with two differences a newer schema needs: the snapshot names the gate as an
