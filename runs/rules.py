@@ -17,7 +17,7 @@ from runs.models import Run, RunAction
 from runs.permissions import AnyUser, can_decide, can_delete, can_operate
 
 # What only a Decision may hand to NeuroCore's approval gate.
-DECISION_KEYS = frozenset({"approved", "note", "by"})
+DECISION_KEYS = frozenset({"approved", "note", "by", "approvals", "decision_id"})
 
 
 def gate_refusal(run: Run) -> str:

@@ -145,6 +145,15 @@ def test_approve_records_a_cli_decision_by_the_named_user() -> None:
         "note": "ok",
         "by": "ada@example.com",
         "decision_id": decision.pk,
+        "approvals": [
+            {
+                "by": "ada@example.com",
+                "note": "ok",
+                "at": decision.decided_at.isoformat(),
+                "inputs": {},
+            }
+        ],
+        "inputs": {},
     }
 
 

@@ -52,7 +52,17 @@ def test_approval_is_recorded_with_its_evidence_and_resumes_the_run(approver: An
         "note": "within budget",
         "by": "ada@example.com",
         "decision_id": decision.pk,
+        "approvals": [
+            {
+                "by": "ada@example.com",
+                "note": "within budget",
+                "at": decision.decided_at.isoformat(),
+                "inputs": {},
+            }
+        ],
+        "inputs": {},
     }
+    assert decision.seat == f"user:{approver.pk}"
     assert DBTaskResult.objects.filter(pk=resumption.task_id, status="READY").exists()
 
     run_queued_tasks()

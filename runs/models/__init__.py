@@ -1,6 +1,6 @@
 """The console's models, one module per sub-domain (runs, audit, access)."""
 
-from runs.models.access import AccessChange, BlueprintScope
+from runs.models.access import AccessChange, ApprovalPolicy, BlueprintScope, Delegation
 from runs.models.audit import (
     BulkRequest,
     Decision,
@@ -25,10 +25,12 @@ __all__ = [
     "APPROVAL_SKILL",
     "AccessChange",
     "AgentJSONField",
+    "ApprovalPolicy",
     "BlueprintScope",
     "BulkRequest",
     "Checkpoint",
     "Decision",
+    "Delegation",
     "Run",
     "RunAction",
     "RunQuerySet",

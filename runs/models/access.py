@@ -41,6 +41,110 @@ class BlueprintScope(models.Model):
         return f"{self.pattern} ({self.get_action_display().lower()})"
 
 
+class ApprovalPolicy(models.Model):
+    """A console administrator's approval policy for the gates of some blueprints.
+
+    It applies where ``blueprint_pattern`` matches the run's blueprint and
+    ``gate_pattern`` the gate (names or glob patterns). It can only tighten what
+    the blueprint declares: key by key the stricter holds (``runs.policies``).
+    Blank fields set nothing.
+    """
+
+    class OnExpiry(models.TextChoices):
+        UNSET = "", "(as the blueprint says)"
+        NONE = "none", "Keep waiting"
+        REJECT = "reject", "Reject"
+        APPROVE = "approve", "Approve"
+
+    blueprint_pattern = models.CharField(
+        max_length=200, help_text="A blueprint name or a glob pattern: payments*, refund-?."
+    )
+    gate_pattern = models.CharField(
+        max_length=200, default="*", help_text="A gate name or a glob pattern; * for every gate."
+    )
+    approvals = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Distinct people who must approve (blank: as declared)."
+    )
+    approvers = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="+",
+        help_text="Only members of these groups may decide (blank: as declared).",
+    )
+    escalate_to = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="+",
+        help_text="Groups that may also decide once the gate is overdue.",
+    )
+    requester_field = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Where the requester is named, who may not decide: initial_data.<field> "
+        "or started_by.",
+    )
+    distinct_gates = models.BooleanField(
+        default=False, help_text="Nobody may decide two gates of the same run."
+    )
+    due = models.DurationField(
+        null=True, blank=True, help_text="Reminders from this long after the run began to wait."
+    )
+    expires = models.DurationField(
+        null=True, blank=True, help_text="After this long undecided, the expiry outcome happens."
+    )
+    on_expiry = models.CharField(max_length=8, choices=OnExpiry, blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["blueprint_pattern", "gate_pattern"]
+        verbose_name_plural = "approval policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["blueprint_pattern", "gate_pattern"], name="policy_unique_patterns"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.blueprint_pattern} / {self.gate_pattern}"
+
+
+class Delegation(models.Model):
+    """Someone out of office names a delegate who decides for them for a period.
+
+    The delegate sees and decides the runs the principal may decide, in the
+    principal's place: the decision records "delegate for principal", and the
+    principal's groups, scopes and separation of duties apply to both.
+    """
+
+    principal = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="delegations_given"
+    )
+    delegate = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="delegations_held"
+    )
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-starts_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")),
+                name="delegation_ends_after_start",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(principal=models.F("delegate")),
+                name="delegation_not_to_oneself",
+            ),
+        ]
+        indexes = [models.Index(fields=["delegate", "ends_at"], name="delegation_delegate_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.delegate} for {self.principal}"
+
+
 class AccessChange(models.Model):
     """The audit of access administration: who changed whose access, when, from what to what.
 
@@ -64,6 +168,10 @@ class AccessChange(models.Model):
         GROUP_DELETED = "group-deleted", "Group deleted"
         SCOPE_SAVED = "scope-saved", "Blueprint scope saved"
         SCOPE_DELETED = "scope-deleted", "Blueprint scope deleted"
+        POLICY_SAVED = "policy-saved", "Approval policy saved"
+        POLICY_DELETED = "policy-deleted", "Approval policy deleted"
+        DELEGATION_SAVED = "delegation-saved", "Delegation saved"
+        DELEGATION_ENDED = "delegation-ended", "Delegation ended"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,

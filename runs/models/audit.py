@@ -24,6 +24,7 @@ class Source(models.TextChoices):
 
     WEB = "web", "Web"
     CLI = "cli", "Command line"
+    POLICY = "policy", "Policy (automatic)"  # an expiry decided by the gate's policy
 
 
 class Decision(models.Model):
@@ -32,9 +33,13 @@ class Decision(models.Model):
     Append-only: the database refuses UPDATE and DELETE of a row (triggers on
     SQLite and PostgreSQL). The run is referenced without a constraint so a
     decision outlives its run; the decider likewise outlives their account,
-    with a text snapshot of who they were. One decision per suspension: a
-    suspension is the run's gate and the instant it was suspended
-    (``Run.updated_at`` while it waits).
+    with a text snapshot of who they were. A suspension is the run's gate and
+    the instant it was suspended (``Run.updated_at`` while it waits). Each
+    person decides a suspension at most once, and counts once: ``seat`` is the
+    person the decision counts for (the principal when a delegate decides, or
+    ``policy`` for an expiry), unique per suspension, and so is the decider.
+    A gate needing N approvals takes N such rows; the one that completes the
+    quorum, or a rejection, queues the resume.
     """
 
     run = models.ForeignKey(
@@ -56,6 +61,25 @@ class Decision(models.Model):
         related_name="+",
     )
     decided_by_identity = models.TextField(help_text="Who decided, as they were known then.")
+    on_behalf_of = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Whom a delegate decided for.",
+    )
+    on_behalf_of_identity = models.TextField(blank=True)
+    seat = models.CharField(
+        max_length=40, default="", help_text="Whom the decision counts for: user:<id>, or policy."
+    )
+    answers = AgentJSONField(
+        default=dict, blank=True, help_text="The decider's answer to the gate's inputs."
+    )
+    policy = models.JSONField(
+        default=dict, blank=True, help_text="The policy that applied: approvals, why."
+    )
     decided_at = models.DateTimeField(default=timezone.now, db_index=True)
     source = models.CharField(max_length=8, choices=Source)
     client_address = models.GenericIPAddressField(null=True, blank=True)
@@ -68,12 +92,24 @@ class Decision(models.Model):
         ordering = ["-decided_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["run", "gate", "suspended_at"], name="decision_one_per_suspension"
+                fields=["run", "gate", "suspended_at", "seat"], name="decision_one_seat"
+            ),
+            models.UniqueConstraint(
+                fields=["run", "gate", "suspended_at", "decided_by"],
+                condition=models.Q(decided_by__isnull=False),
+                name="decision_one_per_person",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.run_id[:12]} {self.gate} {self.verdict} by {self.decided_by_identity}"
+        return f"{self.run_id[:12]} {self.gate} {self.verdict} by {self.decider}"
+
+    @property
+    def decider(self) -> str:
+        """Who decided, in words: "Bob", or "Bob for Ada" when a delegate decided."""
+        if self.on_behalf_of_identity:
+            return f"{self.decided_by_identity} for {self.on_behalf_of_identity}"
+        return self.decided_by_identity
 
     @property
     def verdict(self) -> Verdict:

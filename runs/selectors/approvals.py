@@ -89,8 +89,12 @@ class ReviewEvidence:
     digest: str
 
 
-def review_evidence(run: Run) -> ReviewEvidence:
-    """The gate, inputs, data produced so far and steps done, as shown for review."""
+def review_evidence(run: Run, *, answers: dict[str, Any] | None = None) -> ReviewEvidence:
+    """The gate, inputs, data produced so far and steps done, as shown for review.
+
+    The digest covers what was shown and, when given, the decider's ``answers``
+    to the gate's inputs: a decision is bound to both.
+    """
     steps = list(run.steps.order_by("step_index"))
     context = run.final_context if isinstance(run.final_context, dict) else {}
     produced = context.get("data")
@@ -105,6 +109,8 @@ def review_evidence(run: Run) -> ReviewEvidence:
         "data": data,
         "steps": [[s.step_index, s.component, s.status] for s in steps],
     }
+    if answers:
+        shown["answers"] = answers
     canonical = json.dumps(shown, sort_keys=True, default=str, separators=(",", ":"))
     return ReviewEvidence(
         gate=gate,

@@ -9,15 +9,19 @@ queues. ``approved``, ``note`` and ``by`` reach NeuroCore from here only, and
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from runs.errors import ActionInFlight, AlreadyDecided, DecisionRefused
-from runs.models import Decision, RunAction, Source
+from runs.gates import decide_refusal, gate_policy, seat_of, tally_of
+from runs.models import Decision, Run, RunAction, Source
 from runs.permissions import can_decide
+from runs.policies import GatePolicy, answers_validate
 from runs.selectors import decision_on, review_evidence
 from runs.services.actions import action_enqueue, actor_identity, locked_run, open_action
 
@@ -34,16 +38,25 @@ def decision_record(
     actor: User,
     source: Source,
     client_address: str | None = None,
+    answers: Mapping[str, Any] | None = None,
+    on_behalf_of: User | None = None,
 ) -> Decision:
-    """Approve or reject the suspension of ``run_id`` the actor was shown; queue the resume.
+    """Approve or reject the suspension of ``run_id`` the actor was shown, under the
+    gate's policy; queue the resume once the suspension is settled.
 
     ``shown_gate`` and ``shown_suspended_at`` name the suspension the actor saw.
-    Returns the ``Decision``, whose ``resumption`` is the queued resume.
+    ``answers`` answer the gate's ``inputs`` (strings are parsed); ``on_behalf_of``
+    is the person a delegate decides for. The suspension is settled by a
+    rejection, or by the approval that completes the policy's quorum: only then
+    is the resume queued, with every approver's name, note and answer.
+    Returns the ``Decision``; its ``resumption`` is the queued resume, if any.
     Raises ``PermissionDenied`` unless ``actor`` may decide the run;
     ``AlreadyDecided`` (naming who decided what, when) if that suspension was
-    decided; ``DecisionRefused`` if the run does not wait at it (moved on, not
-    waiting, not an approval gate) or the note is missing or too long;
-    ``ActionInFlight`` while another action on the run is open; ``RunNotFound``.
+    settled; ``DecisionRefused`` if the run does not wait at it (moved on, not
+    waiting, not an approval gate), the note is missing or too long, the answer
+    is invalid, or the policy refuses this person (groups, separation of duties,
+    delegation, already counted); ``ActionInFlight`` while another action on the
+    run is open; ``RunNotFound``.
     """
     note = note.strip()
     if not approved and not note:
@@ -55,11 +68,16 @@ def decision_record(
         if not can_decide(actor, run):
             raise PermissionDenied("You may not approve or reject this run.")
         suspension = run.suspension
-        if (shown := decision_on(run.run_id, shown_gate, shown_suspended_at)) is not None:
-            moved_on = suspension is not None and (suspension.gate, suspension.since) != (
-                shown_gate,
-                shown_suspended_at,
-            )
+        if suspension is not None and (suspension.gate, suspension.since) == (
+            shown_gate,
+            shown_suspended_at,
+        ):
+            policy = gate_policy(run, suspension.gate)
+            tally = tally_of(run.run_id, suspension, policy)
+            if (closing := tally.closing) is not None:
+                raise AlreadyDecided(closing)
+        elif (shown := decision_on(run.run_id, shown_gate, shown_suspended_at)) is not None:
+            moved_on = suspension is not None
             raise AlreadyDecided(
                 shown, now_waiting_at=suspension.gate if suspension and moved_on else None
             )
@@ -73,47 +91,107 @@ def decision_record(
                 "This run has moved on since the page was opened: it now waits at "
                 f"'{suspension.gate}', a new question. Review it and decide again."
             )
+        if refusal := decide_refusal(
+            actor, run, suspension=suspension, tally=tally, principal=on_behalf_of
+        ):
+            raise DecisionRefused(f"{refusal} Nothing was changed.")
+        try:
+            answer = answers_validate(policy, answers or {}, approving=approved)
+        except ValueError as error:
+            raise DecisionRefused(f"{error} Nothing was changed.") from None
         if (in_flight := open_action(run.run_id)) is not None:
             raise ActionInFlight(in_flight)
-        evidence = review_evidence(run)
-        identity = actor_identity(actor)
-        try:
-            with transaction.atomic():
-                decision = Decision.objects.create(
-                    run=run,
-                    gate=suspension.gate,
-                    suspended_at=suspension.since,
-                    approved=approved,
-                    note=note,
-                    decided_by=actor,
-                    decided_by_identity=identity,
-                    source=source,
-                    client_address=client_address,
-                    gate_message=evidence.gate_message,
-                    evidence_digest=evidence.digest,
-                )
-        except IntegrityError:
-            existing = decision_on(run.run_id, suspension.gate, suspension.since)
-            if existing is None:
-                raise
-            raise AlreadyDecided(existing) from None
-        action_enqueue(
-            RunAction(
+        principal = on_behalf_of if on_behalf_of is not None else actor
+        delegated = principal.pk != actor.pk
+        decision = _decision_insert(
+            Decision(
                 run=run,
-                kind=RunAction.Kind.DECISION,
-                decision=decision,
-                # decision_id: a key that stays the same on every attempt of this
-                # resume, for skills after the gate to make their effects idempotent.
-                resume_data={
-                    "approved": approved,
-                    "note": note,
-                    "by": identity,
-                    "decision_id": decision.pk,
-                },
-                requested_by=actor,
-                requested_by_identity=identity,
+                gate=suspension.gate,
+                suspended_at=suspension.since,
+                approved=approved,
+                note=note,
+                decided_by=actor,
+                decided_by_identity=actor_identity(actor),
+                on_behalf_of=principal if delegated else None,
+                on_behalf_of_identity=actor_identity(principal) if delegated else "",
+                seat=seat_of(principal),
+                answers=answer,
+                policy=policy_record(policy),
                 source=source,
-                from_status=run.status,
+                client_address=client_address,
+                gate_message=suspension.message,
+                evidence_digest=review_evidence(run, answers=answer).digest,
             )
         )
+        if approved and len(tally.approvals) + 1 < policy.approvals:
+            return decision  # the quorum is not complete: the run keeps waiting
+        decision_resume_enqueue(
+            run, decision, approvals=(*tally.approvals, decision) if approved else (), actor=actor
+        )
     return decision
+
+
+def policy_record(policy: GatePolicy) -> dict[str, Any]:
+    """What a decision records of the policy it was made under."""
+    return {"approvals": policy.approvals, "reasons": list(policy.reasons)}
+
+
+def _decision_insert(decision: Decision) -> Decision:
+    try:
+        with transaction.atomic():
+            decision.save(force_insert=True)
+    except IntegrityError:
+        existing = decision_on(decision.run_id, decision.gate, decision.suspended_at)
+        if existing is None:
+            raise
+        raise AlreadyDecided(existing) from None
+    return decision
+
+
+def decision_resume_enqueue(
+    run: Run, decision: Decision, *, approvals: Sequence[Decision], actor: User | None
+) -> RunAction:
+    """Queue the resume that hands the settled suspension to NeuroCore's gate.
+
+    ``resume_data`` is what NeuroCore's approval skill reads (``approved``,
+    ``note``, ``by``) and what the next skills may use: ``decision_id``, a key
+    the same on every attempt of this resume (to make effects idempotent),
+    ``approvals`` (each approver's name, note, time and answer) and ``inputs``
+    (the answers, later approvers' over earlier ones). Call it in the
+    transaction that recorded ``decision``.
+    """
+    deciders = list(approvals) or [decision]
+    inputs: dict[str, Any] = {}
+    for each in deciders:
+        inputs.update(each.answers or {})
+    notes = [each for each in deciders if each.note]
+    resume_data: dict[str, Any] = {
+        "approved": decision.approved,
+        "note": notes[0].note
+        if len(deciders) == 1 and notes
+        else "; ".join(f"{each.decider}: {each.note}" for each in notes),
+        "by": ", ".join(each.decider for each in deciders),
+        "decision_id": decision.pk,
+        "approvals": [
+            {
+                "by": each.decider,
+                "note": each.note,
+                "at": each.decided_at.isoformat(),
+                "inputs": each.answers or {},
+            }
+            for each in approvals
+        ],
+        "inputs": inputs,
+    }
+    return action_enqueue(
+        RunAction(
+            run=run,
+            kind=RunAction.Kind.DECISION,
+            decision=decision,
+            resume_data=resume_data,
+            requested_by=actor,
+            requested_by_identity=decision.decider,
+            source=decision.source,
+            from_status=run.status,
+        )
+    )
