@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
+from django.contrib.auth.models import User
 
+from runs.policies import InputSpec
 from runs.services.decisions import NOTE_MAX_LENGTH
+
+INPUT_PREFIX = "input_"  # the form field of a gate input: input_<name>
+MYSELF = ""  # deciding as oneself, not for someone whose delegation one holds
 
 
 class DecisionForm(forms.Form):
@@ -34,6 +40,49 @@ class DecisionForm(forms.Form):
     gate = forms.CharField(widget=forms.HiddenInput, strip=False)
     suspended_at = forms.DateTimeField(widget=forms.HiddenInput)
 
+    def __init__(
+        self,
+        *args: Any,
+        inputs: Sequence[InputSpec] = (),
+        deciding_as: Sequence[User] = (),
+        user: User | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """The form for a gate asking for ``inputs``, decided by ``user`` as one of
+        ``deciding_as`` (a choice appears when they may decide for someone else).
+        The service validates the answers against the gate's declaration; the
+        fields here only present them (type, bounds, choices)."""
+        super().__init__(*args, **kwargs)
+        self.inputs = list(inputs)
+        for spec in self.inputs:
+            self.fields[INPUT_PREFIX + spec.name] = _input_field(spec)
+        others = [person for person in deciding_as if user is None or person.pk != user.pk]
+        if others:
+            choices = [(MYSELF, "Myself")] if user in deciding_as else []
+            choices += [(str(person.pk), f"For {person.get_username()}") for person in others]
+            self.fields["on_behalf_of"] = forms.ChoiceField(
+                choices=choices,
+                required=False,
+                label="Deciding as",
+                help_text="You hold a delegation: the decision records you for them.",
+            )
+
+    @property
+    def input_fields(self) -> list[forms.BoundField]:
+        """The gate's input fields, in the declared order, for the template."""
+        return [self[INPUT_PREFIX + spec.name] for spec in self.inputs]
+
+    @property
+    def answers(self) -> dict[str, Any]:
+        """The answers as sent (the service parses and validates them)."""
+        return {spec.name: self.cleaned_data.get(INPUT_PREFIX + spec.name) for spec in self.inputs}
+
+    @property
+    def on_behalf_of_id(self) -> int | None:
+        """The person chosen to decide for, by id (None: oneself)."""
+        chosen = self.cleaned_data.get("on_behalf_of") or MYSELF
+        return int(chosen) if chosen != MYSELF else None
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if cleaned.get("decision") == "reject" and not cleaned.get("note"):
@@ -43,6 +92,42 @@ class DecisionForm(forms.Form):
     @property
     def approved(self) -> bool:
         return self.cleaned_data["decision"] == "approve"
+
+
+def _input_field(spec: InputSpec) -> forms.Field:
+    """A form field presenting one gate input: typed widgets, bounds, choices."""
+    label = spec.title + ("" if spec.required else " (optional)")
+    help_text = "Required to approve." if spec.required else ""
+    if spec.choices:
+        return forms.ChoiceField(
+            choices=[("", "—"), *((choice, choice) for choice in spec.choices)],
+            required=False,
+            label=label,
+            help_text=help_text,
+        )
+    if spec.type == "boolean":
+        return forms.NullBooleanField(
+            required=False,
+            label=label,
+            help_text=help_text,
+            widget=forms.Select(choices=[("", "—"), ("true", "Yes"), ("false", "No")]),
+        )
+    attrs: dict[str, Any] = {}
+    if spec.type in ("number", "integer"):
+        attrs = {"inputmode": "decimal", "step": "1" if spec.type == "integer" else "any"}
+        if spec.minimum is not None:
+            attrs["min"] = spec.minimum
+        if spec.maximum is not None:
+            attrs["max"] = spec.maximum
+        widget: forms.Widget = forms.NumberInput(attrs=attrs)
+    else:
+        if spec.max_length:
+            attrs["maxlength"] = spec.max_length
+        widget = forms.TextInput(attrs=attrs)
+    # Sent as text: the service parses it, so a bad value gets the gate's own message.
+    return forms.CharField(
+        required=False, strip=True, label=label, help_text=help_text, widget=widget
+    )
 
 
 class ReopenForm(forms.Form):

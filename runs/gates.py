@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from runs.models import ApprovalPolicy, Decision, Delegation, Run, RunAction, Suspension
-from runs.permissions import AnyUser, can_decide
+from runs.permissions import DECIDE, AnyUser, blueprint_allowed, can_decide, scopes_for
 from runs.policies import (
     REQUESTER_STARTED_BY,
     GatePolicy,
@@ -196,6 +196,19 @@ def principals_of(delegate: AnyUser, *, at: datetime) -> list[User]:
     ]
 
 
+def deciding_as(user: AnyUser, run: Run, *, at: datetime | None = None) -> list[User]:
+    """Whom ``user`` may decide ``run`` as: themselves (with the right to decide it),
+    then each person whose delegation they hold and who may decide it. The
+    policy may still refuse each (``decide_refusal``)."""
+    if not isinstance(user, User) or not user.is_active:
+        return []
+    options = [user] if can_decide(user, run) else []
+    principals = principals_of(user, at=at or timezone.now())
+    if principals and blueprint_allowed(user, run.blueprint_name, scopes_for(user, DECIDE)):
+        options += [principal for principal in principals if can_decide(principal, run)]
+    return options
+
+
 def is_overdue(policy: GatePolicy, suspension: Suspension, *, at: datetime) -> bool:
     """Whether the suspension is past its due time."""
     due = policy.due_at(suspension.since)
@@ -241,7 +254,9 @@ def decide_refusal(
             )
         if not can_decide(principal, run):
             return f"{principal.get_username()} may not decide this run, so nobody may for them."
-    if not can_decide(actor, run):
+        if not blueprint_allowed(actor, run.blueprint_name, scopes_for(actor, DECIDE)):
+            return "The blueprint's scopes keep you from deciding its runs, even for someone else."
+    elif not can_decide(actor, run):
         return "You may not approve or reject this run."
     overdue = is_overdue(policy, suspension, at=at)
     groups = policy.deciding_groups(overdue=overdue)

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.models import User
 from django.contrib.auth.views import LogoutView
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -19,8 +20,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from runs import clientip, selectors
 from runs.errors import ConsoleError
 from runs.forms import DecisionForm, ReopenForm
-from runs.models import Run, Source
-from runs.permissions import can_decide, can_view_runs, signed_in
+from runs.models import Decision, Run, Source
+from runs.permissions import AnyUser, can_decide, can_view_runs, signed_in
 from runs.presentation import input_summary, labelled_fields, pretty_json, step_rows
 from runs.services.decisions import decision_record
 from runs.services.operations import run_reopen
@@ -68,8 +69,15 @@ def inbox(request: HttpRequest) -> HttpResponse:
         )
         runs = list(page)
         reopened = selectors.reopenings(runs)
+        tallies = selectors.gate_tallies(runs)
         context["rows"] = [
-            (run, input_summary(run.initial_data), reopened.get(run.run_id)) for run in runs
+            (
+                run,
+                input_summary(run.initial_data),
+                reopened.get(run.run_id),
+                tallies.get(run.run_id),
+            )
+            for run in runs
         ]
         context["page"] = page
         if may_decide:  # the header's count is the list's count here: no second count
@@ -81,18 +89,23 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def review(request: HttpRequest, run_id: str) -> HttpResponse:
-    """A waiting run in plain language, and the Approve / Reject form."""
+    """A waiting run in plain language: the question, the evidence, how the gate is
+    decided and where it stands, then the Approve / Reject form."""
     _may_see_approvals(request)
     if request.method == "GET" and selectors.run_by_id(run_id) is None:
         return _short_id(run_id)
     run = _run_or_404(run_id)
-    may_decide = can_decide(request.user, run)
+    gate = selectors.gate_review(run, request.user)
+    may_decide = can_decide(request.user, run) or bool(gate and gate.deciding_as)
     form = None
     status = 200
     if request.method == "POST":
         if not may_decide:
             raise PermissionDenied("You may not approve or reject this run.")
-        form = DecisionForm(request.POST)
+        # A run no longer waiting gets a plain form: the service says why it refuses.
+        form = _decision_form(run, gate, request.user, data=request.POST) or DecisionForm(
+            request.POST
+        )
         if form.is_valid():
             try:
                 decision = decision_record(
@@ -104,24 +117,23 @@ def review(request: HttpRequest, run_id: str) -> HttpResponse:
                     actor=signed_in(request.user),
                     source=Source.WEB,
                     client_address=clientip.client_address(request),
+                    answers=form.answers,
+                    on_behalf_of=_person(form.on_behalf_of_id, gate),
                 )
             except ConsoleError as error:
-                # Refused (decided by someone else, moved on, busy): say why, keep
-                # the typed note, and put the run's current question in the form.
+                # Refused (decided by someone else, moved on, busy, the policy): say
+                # why, keep what was typed, and put the run's current question in the form.
                 messages.error(request, str(error))
                 run.refresh_from_db()
+                gate = selectors.gate_review(run, request.user)
                 note = form.cleaned_data["note"]
-                form = _decision_form(run, note=note)
+                typed = request.POST if _same_suspension(run, form) else None
+                form = _decision_form(run, gate, request.user, data=typed, note=note)
                 if form is None and note:  # nothing left to decide: give the note back
                     messages.info(request, f"Your note was not recorded: “{note}”")
                 status = 409
             else:
-                messages.success(
-                    request,
-                    "Approved. The run continues in the background."
-                    if decision.approved
-                    else "Rejected. The run ends as rejected once the worker has recorded it.",
-                )
+                messages.success(request, _decided_message(decision))
                 return redirect("approvals:review", run_id=run.run_id)
         else:
             messages.error(request, "The decision was not recorded: see below.")
@@ -129,9 +141,35 @@ def review(request: HttpRequest, run_id: str) -> HttpResponse:
     return render(
         request,
         "approvals/review.html",
-        _review_context(run, may_decide=may_decide, form=form),
+        _review_context(run, gate, request.user, may_decide=may_decide, form=form),
         status=status,
     )
+
+
+def _decided_message(decision: Decision) -> str:
+    if not decision.approved:
+        return "Rejected. The run ends as rejected once the worker has recorded it."
+    if getattr(decision, "resumption", None) is None:
+        return "Approved. The gate needs more approvals: the run waits for them."
+    return "Approved. The run continues in the background."
+
+
+def _same_suspension(run: Run, form: DecisionForm) -> bool:
+    suspension = run.suspension
+    return suspension is not None and (suspension.gate, suspension.since) == (
+        form.cleaned_data["gate"],
+        form.cleaned_data["suspended_at"],
+    )
+
+
+def _person(user_id: int | None, gate: selectors.GateReview | None) -> User | None:
+    """The person chosen to decide for, among those offered (None: oneself)."""
+    if user_id is None or gate is None:
+        return None
+    for person in gate.deciding_as:
+        if person.pk == user_id:
+            return person
+    raise PermissionDenied("You may not decide for that person.")
 
 
 @require_POST
@@ -174,33 +212,51 @@ def _short_id(run_id: str) -> HttpResponse:
     raise Http404(f"No run has the id “{run_id}”, nor one starting with it.")
 
 
-def _decision_form(run: Run, *, note: str = "") -> DecisionForm | None:
-    """A decision form for the suspension the run waits at now, if it waits for one."""
+def _decision_form(
+    run: Run,
+    gate: selectors.GateReview | None,
+    user: AnyUser,
+    *,
+    data: Any = None,
+    note: str = "",
+) -> DecisionForm | None:
+    """A decision form for the suspension the run waits at now, if it still takes
+    decisions: its inputs, and whom the user may decide as."""
     suspension = run.suspension
-    if suspension is None or not suspension.is_approval:
+    if suspension is None or not suspension.is_approval or gate is None or not gate.open:
         return None
     return DecisionForm(
+        data,
         initial={
             "gate": suspension.gate,
             "suspended_at": suspension.since.isoformat(),
             "note": note,
-        }
+        },
+        inputs=gate.policy.inputs,
+        deciding_as=gate.deciding_as,
+        user=user if isinstance(user, User) else None,
     )
 
 
-def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) -> dict[str, Any]:
+def _review_context(
+    run: Run,
+    gate: selectors.GateReview | None,
+    user: AnyUser,
+    *,
+    may_decide: bool,
+    form: DecisionForm | None,
+) -> dict[str, Any]:
     evidence = selectors.review_evidence(run)
     suspension = run.suspension
     # A blueprint's author may name the fields an approver sees first (the gate's
     # "evidence" config: dotted paths such as "invoice.amount").
     wanted = run.gate_config(evidence.gate).get("evidence") if evidence.gate else None
     shown_first = tuple(str(path) for path in wanted) if isinstance(wanted, list) else ()
-    decision = selectors.current_decision(run)
     decisions = list(selectors.decisions_of(run.run_id))
-    waiting = suspension is not None and suspension.is_approval and decision is None
+    waiting = gate is not None and gate.open
     in_flight = selectors.open_action_of(run.run_id)
-    if may_decide and waiting and form is None:
-        form = _decision_form(run)
+    if waiting and form is None and gate is not None and gate.deciding_as:
+        form = _decision_form(run, gate, user)
     resumption = selectors.latest_resumption(run.run_id)
     reopening = selectors.reopenings([run]).get(run.run_id)
     # Back on the page after deciding, the run may wait at its next gate: say so
@@ -223,7 +279,8 @@ def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) ->
         "inputs_json": pretty_json(evidence.inputs),
         "data_json": pretty_json(evidence.data),
         "waiting": waiting,
-        "decision": decision,
+        "gate": gate,
+        "policy_lines": gate.policy.summary() if gate else [],
         # Once the run has gone on, the last decision stays at the top of the page.
         "last_decision": decisions[0]
         if decisions and not waiting and run.status != Run.Status.REJECTED
@@ -240,7 +297,7 @@ def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) ->
         "in_flight": in_flight,
         "resumption": resumption,
         "resuming": resumption is not None and resumption.is_open,
-        "form": form if (may_decide and waiting and in_flight is None) else None,
+        "form": form if (waiting and in_flight is None and gate and gate.deciding_as) else None,
         "may_decide": may_decide,
     }
 

@@ -59,11 +59,11 @@ def test_a_scoped_approver_sees_and_decides_only_their_teams_runs(
     inside, outside = Client(), Client()
     inside.force_login(finance)
     outside.force_login(other)
-    assert [r.run_id for r, _, _ in inside.get("/approvals/").context["rows"]] == [
+    assert [r.run_id for r, *_ in inside.get("/approvals/").context["rows"]] == [
         payment.run_id,
         publication.run_id,
     ]
-    assert [r.run_id for r, _, _ in outside.get("/approvals/").context["rows"]] == [
+    assert [r.run_id for r, *_ in outside.get("/approvals/").context["rows"]] == [
         publication.run_id
     ]
 

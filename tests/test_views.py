@@ -44,7 +44,7 @@ def test_inbox_lists_waiting_runs_oldest_first_with_what_they_ask(approver_clien
 
     assert response.status_code == 200
     rows = response.context["rows"]
-    assert [run.run_id for run, _, _ in rows] == [first.run_id, second.run_id]
+    assert [run.run_id for run, *_ in rows] == [first.run_id, second.run_id]
     html = response.content.decode()
     assert "Approve the payment?" in html
     assert "Editor: publish this draft?" in html
@@ -73,9 +73,9 @@ def test_inbox_queries_do_not_grow_with_the_number_of_runs(
     with django_assert_num_queries(len(few)):
         response = approver_client.get(INBOX)
     assert len(response.context["rows"]) == 13
-    # session, user, permissions (2), scopes, blueprints, count, page of runs, reopenings;
-    # no session write
-    assert len(few) <= 9
+    # session, user, permissions (2), scopes, blueprints, count, page of runs, reopenings,
+    # console policies, decisions on the page's suspensions; no session write
+    assert len(few) <= 11
 
 
 def test_a_viewer_sees_what_waits_but_no_way_to_decide(client: Client, viewer: Any) -> None:
@@ -86,7 +86,7 @@ def test_a_viewer_sees_what_waits_but_no_way_to_decide(client: Client, viewer: A
     assert response.status_code == 200
     assert "<h1>Waiting for a decision</h1>" in html
     assert "approving or rejecting them needs the Approvers role" in html
-    assert [r.run_id for r, _, _ in response.context["rows"]] == [run.run_id]
+    assert [r.run_id for r, *_ in response.context["rows"]] == [run.run_id]
     assert f'href="{review_url(run)}">View</a>' in html
 
 
@@ -349,7 +349,8 @@ def test_twenty_approvers_posting_at_once_get_one_decision_and_clear_messages() 
         try:
             response = client.post(review_url(run), form_data(run), follow=True)
             # Not response.context: the test client collects it from every thread.
-            (message,) = re.findall(
+            # The outcome first; the refused are also given their note back.
+            message, *_ = re.findall(
                 r'<li class="message [a-z]+" role="status">([^<]*)</li>', response.content.decode()
             )
             return response.status_code, unescape(message)

@@ -14,7 +14,7 @@ from runs import (
     converters,  # noqa: F401 — registers <run_id:…>
 )
 from runs.admin.base import ConsoleModelAdmin
-from runs.models import AccessChange, BlueprintScope
+from runs.models import AccessChange, ApprovalPolicy, BlueprintScope, Delegation
 from runs.permissions import signed_in
 from runs.services.access import (
     access_change_record,
@@ -92,3 +92,38 @@ class BlueprintScopeAdmin(AccessAuditedAdmin):
     @admin.display(description="Groups")
     def group_names(self, scope: BlueprintScope) -> str:
         return ", ".join(group.name for group in scope.groups.all())
+
+
+@admin.register(ApprovalPolicy)
+class ApprovalPolicyAdmin(AccessAuditedAdmin):
+    """Console approval policies: they tighten what blueprints declare, never loosen it."""
+
+    list_display = [
+        "blueprint_pattern",
+        "gate_pattern",
+        "approvals",
+        "approver_names",
+        "due",
+        "expires",
+        "on_expiry",
+    ]
+    search_fields = ["blueprint_pattern", "gate_pattern"]
+    filter_horizontal = ["approvers", "escalate_to"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovalPolicy]:
+        return super().get_queryset(request).prefetch_related("approvers")
+
+    @admin.display(description="Approvers")
+    def approver_names(self, policy: ApprovalPolicy) -> str:
+        return ", ".join(group.name for group in policy.approvers.all()) or "(as declared)"
+
+
+@admin.register(Delegation)
+class DelegationAdmin(AccessAuditedAdmin):
+    """Who decides for whom, when: an administrator's view of every delegation."""
+
+    list_display = ["principal", "delegate", "starts_at", "ends_at", "note"]
+    list_select_related = ["principal", "delegate"]
+    search_fields = ["principal__username", "delegate__username"]
+    raw_id_fields = ["principal", "delegate"]
+    readonly_fields = ["created_at"]

@@ -8,12 +8,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 
 from runs.errors import ConsoleError
+from runs.gates import (
+    Tally,
+    console_policies,
+    decide_refusal,
+    deciding_as,
+    gate_policy,
+    tally_of,
+)
 from runs.models import Decision, Run, RunAction, Step
 from runs.permissions import DECIDE, AnyUser, allowed_blueprints, can_decide, can_view_runs
+from runs.policies import GatePolicy
 from runs.rules import check_action
 
 
@@ -75,6 +85,74 @@ def current_decision(run: Run) -> Decision | None:
     if suspension is None:
         return None
     return decision_on(run.run_id, suspension.gate, suspension.since)
+
+
+@dataclass(frozen=True)
+class GateReview:
+    """A run's gate as a person reviewing it sees it: the policy, where the decisions
+    stand, whom they may decide as, and why not when they may not."""
+
+    policy: GatePolicy
+    tally: Tally
+    deciding_as: list[User]
+    refusal: str
+
+    @property
+    def open(self) -> bool:
+        """Whether the suspension still takes decisions."""
+        return self.tally.closing is None
+
+
+def gate_review(run: Run, user: AnyUser) -> GateReview | None:
+    """How ``user`` stands toward the approval gate ``run`` waits at (None if it waits
+    at none). Reads the console's policies, the suspension's decisions and the
+    user's delegations (a few queries, whatever the run)."""
+    suspension = run.suspension
+    if suspension is None or not suspension.is_approval:
+        return None
+    policy = gate_policy(run, suspension.gate)
+    tally = tally_of(run.run_id, suspension, policy)
+    options = deciding_as(user, run)
+    refusal = ""
+    if isinstance(user, User) and tally.closing is None:
+        refusals = [
+            decide_refusal(
+                user,
+                run,
+                suspension=suspension,
+                tally=tally,
+                principal=None if person.pk == user.pk else person,
+            )
+            for person in options
+        ]
+        options = [person for person, why in zip(options, refusals, strict=True) if not why]
+        refusal = "" if options else next(iter(refusals), "")
+    return GateReview(policy=policy, tally=tally, deciding_as=options, refusal=refusal)
+
+
+def gate_tallies(runs: list[Run]) -> dict[str, Tally]:
+    """For each run waiting at an approval gate, where its decisions stand (three
+    queries for any number of runs: the console's policies and their groups, the
+    decisions on these suspensions)."""
+    waiting = {run.run_id: run for run in runs if run.suspension and run.suspension.is_approval}
+    if not waiting:
+        return {}
+    policies = console_policies()
+    decisions: dict[tuple[str, str, datetime], list[Decision]] = {}
+    for decision in Decision.objects.filter(run_id__in=list(waiting)).order_by("decided_at", "pk"):
+        key = (decision.run_id, decision.gate, decision.suspended_at)
+        decisions.setdefault(key, []).append(decision)
+    tallies = {}
+    for run_id, run in waiting.items():
+        suspension = run.suspension
+        assert suspension is not None
+        made = decisions.get((run_id, suspension.gate, suspension.since), [])
+        tallies[run_id] = Tally(
+            policy=gate_policy(run, suspension.gate, policies=policies),
+            approvals=tuple(d for d in made if d.approved),
+            rejection=next((d for d in made if not d.approved), None),
+        )
+    return tallies
 
 
 @dataclass(frozen=True)

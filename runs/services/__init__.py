@@ -14,5 +14,6 @@ or neither.
 - ``recovery``: actions whose worker was lost;
 - ``notifications``: telling approvers a run waits for them;
 - ``imports``: runs in bulk from NeuroCore files;
-- ``access``: users, groups and scopes, audited.
+- ``access``: users, groups, scopes and approval policies, audited;
+- ``delegations``: who decides for someone out of office, audited.
 """

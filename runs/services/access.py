@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from runs.errors import ConsoleError
-from runs.models import AccessChange, BlueprintScope
+from runs.models import AccessChange, ApprovalPolicy, BlueprintScope, Delegation
 from runs.services.actions import who
 
 Kind = AccessChange.Kind
@@ -26,7 +26,33 @@ Kind = AccessChange.Kind
 USER_DETAILS = ("username", "email", "first_name", "last_name", "is_staff", "is_superuser")
 
 
-def access_state(target: User | Group | BlueprintScope) -> dict[str, Any]:
+Target = User | Group | BlueprintScope | ApprovalPolicy | Delegation
+# The kinds of a save and of a deletion of each kind of target.
+SAVED = {
+    User: Kind.USER_CREATED,
+    Group: Kind.GROUP_CREATED,
+    BlueprintScope: Kind.SCOPE_SAVED,
+    ApprovalPolicy: Kind.POLICY_SAVED,
+    Delegation: Kind.DELEGATION_SAVED,
+}
+DELETED = {
+    User: Kind.USER_DELETED,
+    Group: Kind.GROUP_DELETED,
+    BlueprintScope: Kind.SCOPE_DELETED,
+    ApprovalPolicy: Kind.POLICY_DELETED,
+    Delegation: Kind.DELEGATION_ENDED,
+}
+TARGET_TYPES = {
+    "user": "user",
+    "password": "user",
+    "group": "group",
+    "scope": "blueprint scope",
+    "policy": "approval policy",
+    "delegation": "delegation",
+}
+
+
+def access_state(target: Target) -> dict[str, Any]:
     """What an access change can change of ``target``, as JSON (no password, only
     whether one is usable)."""
     if isinstance(target, User):
@@ -41,6 +67,28 @@ def access_state(target: User | Group | BlueprintScope) -> dict[str, Any]:
             "name": target.name,
             "permissions": sorted(target.permissions.values_list("codename", flat=True)),
         }
+    if isinstance(target, ApprovalPolicy):
+        return {
+            "blueprint_pattern": target.blueprint_pattern,
+            "gate_pattern": target.gate_pattern,
+            "approvals": target.approvals,
+            "approvers": sorted(target.approvers.values_list("name", flat=True)),
+            "escalate_to": sorted(target.escalate_to.values_list("name", flat=True)),
+            "requester_field": target.requester_field,
+            "distinct_gates": target.distinct_gates,
+            "due": str(target.due) if target.due else None,
+            "expires": str(target.expires) if target.expires else None,
+            "on_expiry": target.on_expiry,
+            "note": target.note,
+        }
+    if isinstance(target, Delegation):
+        return {
+            "principal": target.principal.get_username(),
+            "delegate": target.delegate.get_username(),
+            "starts_at": target.starts_at.isoformat(),
+            "ends_at": target.ends_at.isoformat(),
+            "note": target.note,
+        }
     return {
         "pattern": target.pattern,
         "action": target.action,
@@ -52,7 +100,7 @@ def access_state(target: User | Group | BlueprintScope) -> dict[str, Any]:
 def access_change_record(
     *,
     kind: str,
-    target: User | Group | BlueprintScope | str,
+    target: Target | str,
     before: dict[str, Any],
     after: dict[str, Any],
     actor: User | None,
@@ -62,13 +110,7 @@ def access_change_record(
 
     Returns the row. Raises ``ValueError`` without an actor or an identity.
     """
-    target_type = (
-        "user"
-        if kind.startswith(("user", "password"))
-        else "group"
-        if kind.startswith("group")
-        else "blueprint scope"
-    )
+    target_type = TARGET_TYPES[kind.partition("-")[0]]
     return AccessChange.objects.create(
         actor=actor,
         actor_identity=who(actor, identity),
@@ -82,7 +124,7 @@ def access_change_record(
 
 def access_form_saved(
     *,
-    target: User | Group | BlueprintScope,
+    target: Target,
     before: dict[str, Any] | None,
     actor: User,
 ) -> list[AccessChange]:
@@ -94,15 +136,13 @@ def access_form_saved(
     """
     after = access_state(target)
     if before is None:
-        kind = {User: Kind.USER_CREATED, Group: Kind.GROUP_CREATED}.get(
-            type(target), Kind.SCOPE_SAVED
-        )
+        kind = SAVED[type(target)]
         return [access_change_record(kind=kind, target=target, before={}, after=after, actor=actor)]
     changed = {key for key in after if before.get(key) != after.get(key)}
     if not changed:
         return []
     if not isinstance(target, User):
-        kind = Kind.GROUP_CHANGED if isinstance(target, Group) else Kind.SCOPE_SAVED
+        kind = Kind.GROUP_CHANGED if isinstance(target, Group) else SAVED[type(target)]
         return [
             access_change_record(kind=kind, target=target, before=before, after=after, actor=actor)
         ]
@@ -125,15 +165,9 @@ def access_form_saved(
     ]
 
 
-def access_deleted(*, target: User | Group | BlueprintScope, actor: User) -> AccessChange:
+def access_deleted(*, target: Target, actor: User) -> AccessChange:
     """Record that ``target`` is about to be deleted, with what it was."""
-    kind = (
-        Kind.USER_DELETED
-        if isinstance(target, User)
-        else Kind.GROUP_DELETED
-        if isinstance(target, Group)
-        else Kind.SCOPE_DELETED
-    )
+    kind = DELETED[type(target)]
     return access_change_record(
         kind=kind, target=target, before=access_state(target), after={}, actor=actor
     )

@@ -91,6 +91,10 @@ class Command(TransferCommands, BaseCommand):
         approve.add_argument("run_id", help="Run id (full or unique prefix).")
         approve.add_argument("--reject", action="store_true", help="Reject instead of approve.")
         approve.add_argument("--note", default="", help="Optional decision note.")
+        answer = "An answer to the gate's inputs, KEY=VALUE (repeatable)."
+        approve.add_argument("--input", "-i", action="append", default=[], help=answer)
+        deputy = "Decide for this user, whose delegation --by holds."
+        approve.add_argument("--for", dest="on_behalf_of", default="", help=deputy)
         self._add_actor_arguments(approve)
 
         reopen = sub.add_parser(
@@ -287,7 +291,16 @@ class Command(TransferCommands, BaseCommand):
         self.follow(action, wait=wait, verb="Resume")
 
     def handle_approve(
-        self, *, run_id: str, reject: bool, note: str, by: str, wait: bool, **_: Any
+        self,
+        *,
+        run_id: str,
+        reject: bool,
+        note: str,
+        by: str,
+        wait: bool,
+        input: list[str],
+        on_behalf_of: str,
+        **_: Any,
     ) -> None:
         run = self.resolve(run_id)
         user, _identity = self.actor(by)
@@ -310,10 +323,12 @@ class Command(TransferCommands, BaseCommand):
             shown_suspended_at=suspension.since if suspension else run.updated_at,
             actor=user,
             source=Source.CLI,
+            answers=parse_data(input),
+            on_behalf_of=self.actor(on_behalf_of)[0] if on_behalf_of else None,
         )
         action = "rejected" if reject else "approved"
         self.render(f"[green]Run {action}.[/green]")
-        self.follow(decision.resumption, wait=wait, verb="Resume")
+        self.follow(getattr(decision, "resumption", None), wait=wait, verb="Resume")
 
     def handle_reopen(self, *, run_id: str, reason: str, by: str, wait: bool, **_: Any) -> None:
         run = self.resolve(run_id)
@@ -344,8 +359,11 @@ class Command(TransferCommands, BaseCommand):
                 f"{failure}: {terminal_text(str(error), multiline=True)}", returncode=FAILURE
             ) from None
 
-    def follow(self, action: RunAction, *, wait: bool, verb: str) -> None:
-        """Say the action is queued, or wait for the worker and print the result."""
+    def follow(self, action: RunAction | None, *, wait: bool, verb: str) -> None:
+        """Say the action is queued, or wait for the worker and print the result (no
+        action: a gate's quorum is not complete yet)."""
+        if action is None:
+            return self.stdout.write("The gate needs more approvals; the run waits for them.")
         target = action.result_run_id or action.run_id
         if not wait:
             self.stdout.write(

@@ -1,0 +1,105 @@
+"""Delegations: someone out of office names who decides for them, for a period.
+
+A delegation is access: it is recorded in the access audit (``AccessChange``)
+in its own transaction, like roles and scopes. A person names their own
+delegates; an administrator may name anyone's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from runs.errors import ConsoleError
+from runs.models import AccessChange, Delegation
+from runs.services.access import access_change_record, access_state
+
+LONGEST = timedelta(days=366)  # a delegation is for an absence, not a standing grant
+
+
+def delegation_create(
+    *,
+    principal: User,
+    delegate: User,
+    starts_at: datetime,
+    ends_at: datetime,
+    note: str = "",
+    actor: User,
+) -> Delegation:
+    """Let ``delegate`` decide for ``principal`` from ``starts_at`` until ``ends_at``.
+
+    Returns the delegation. Raises ``PermissionDenied`` unless ``actor`` is the
+    principal or a superuser; ``ConsoleError`` when the delegate is the
+    principal or inactive, the period ends before it starts, has already ended,
+    or is longer than a year.
+    """
+    if actor.pk != principal.pk and not actor.is_superuser:
+        raise PermissionDenied("You may name delegates only for yourself.")
+    if delegate.pk == principal.pk:
+        raise ConsoleError("Name someone else: you cannot be your own delegate.")
+    if not delegate.is_active:
+        raise ConsoleError(f"{delegate.get_username()} cannot sign in: name an active user.")
+    if ends_at <= starts_at:
+        raise ConsoleError("The delegation must end after it starts.")
+    if ends_at <= timezone.now():
+        raise ConsoleError("That period is already over: choose an end in the future.")
+    if ends_at - starts_at > LONGEST:
+        raise ConsoleError("A delegation lasts at most a year; name it again after that.")
+    with transaction.atomic():
+        delegation = Delegation.objects.create(
+            principal=principal,
+            delegate=delegate,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            note=note.strip(),
+        )
+        access_change_record(
+            kind=AccessChange.Kind.DELEGATION_SAVED,
+            target=delegation,
+            before={},
+            after=access_state(delegation),
+            actor=actor,
+        )
+    return delegation
+
+
+def delegation_end(*, delegation_id: int, actor: User) -> Delegation:
+    """End a delegation now (it stays in the audit). Returns it.
+
+    Raises ``PermissionDenied`` unless ``actor`` is its principal, its delegate
+    or a superuser; ``ConsoleError`` if there is no such delegation or it has
+    already ended.
+    """
+    with transaction.atomic():
+        delegation = (
+            Delegation.objects.select_for_update()
+            .select_related("principal", "delegate")
+            .filter(pk=delegation_id)
+            .first()
+        )
+        if delegation is None:
+            raise ConsoleError("No such delegation.")
+        if actor.pk not in (delegation.principal_id, delegation.delegate_id) and not (
+            actor.is_superuser
+        ):
+            raise PermissionDenied(
+                "Only its principal, its delegate or an administrator may end it."
+            )
+        now = timezone.now()
+        if delegation.ends_at <= now:
+            raise ConsoleError("This delegation has already ended.")
+        before = access_state(delegation)
+        delegation.ends_at = max(now, delegation.starts_at + timedelta(microseconds=1))
+        delegation.save(update_fields=["ends_at"])
+        access_change_record(
+            kind=AccessChange.Kind.DELEGATION_ENDED,
+            target=delegation,
+            before=before,
+            after=access_state(delegation),
+            actor=actor,
+        )
+    return delegation
