@@ -6,6 +6,8 @@ the command line. Nothing here imports beyond the models.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.utils import timezone
 
 from runs.models import Decision, RunAction
@@ -31,16 +33,26 @@ class DecisionRefused(ConsoleError):
 class AlreadyDecided(DecisionRefused):
     """Someone decided the suspension the person was shown first."""
 
-    def __init__(self, decision: Decision, *, now_waiting_at: str | None = None) -> None:
+    def __init__(
+        self,
+        decision: Decision,
+        *,
+        now_waiting_at: str | None = None,
+        approvers: Sequence[str] = (),
+    ) -> None:
         note = f' ("{decision.note}")' if decision.note else ""
         moved = (
             f" The run has moved on: it now waits at '{now_waiting_at}', a new question."
             if now_waiting_at
             else ""
         )
+        if len(approvers) > 1:  # a quorum: name everyone it took
+            said = f"approved by {', '.join(approvers[:-1])} and {approvers[-1]}, the last"
+        else:
+            said = f"{decision.decider} {decision.verdict.label.lower()} this"
         super().__init__(
-            f"Already decided: {decision.decided_by_identity} {decision.verdict.label.lower()} "
-            f"this at {when(decision.decided_at)}{note}.{moved} Nothing was changed."
+            f"Already decided: {said} at {when(decision.decided_at)}{note}.{moved} "
+            "Nothing was changed."
         )
         self.decision = decision
 

@@ -25,7 +25,7 @@ from runs.policies import (
     GatePolicy,
     OnExpiry,
     declared_policy,
-    duration_text,
+    duration_words,
     stricter,
 )
 
@@ -262,7 +262,7 @@ def decide_refusal(
     groups = policy.deciding_groups(overdue=overdue)
     if groups is not None and not (groups & _group_names(person)):
         escalation = (
-            f" Once it is overdue ({duration_text(policy.due)} after it began to wait), "
+            f" Once it is overdue ({duration_words(policy.due)} after it began to wait), "
             f"{', '.join(sorted(policy.escalate_to))} may decide too."
             if policy.escalate_to and policy.due and not overdue
             else ""

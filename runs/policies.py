@@ -83,6 +83,16 @@ def duration_text(value: timedelta) -> str:
     return f"{seconds}s"
 
 
+def duration_words(value: timedelta) -> str:
+    """A duration in words: ``3 days``, ``24 hours``, ``30 minutes``."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """One field of the answer a gate asks its deciders for."""
@@ -223,14 +233,16 @@ class GatePolicy:
             escalation = (
                 f"; then {_names(self.escalate_to)} may decide too" if self.escalate_to else ""
             )
-            lines.append(f"Due {duration_text(self.due)} after it began to wait{escalation}.")
+            lines.append(f"Due {duration_words(self.due)} after it began to wait{escalation}.")
         if self.expires:
             outcome = {
                 OnExpiry.REJECT: "it is rejected",
                 OnExpiry.APPROVE: "it is approved",
                 OnExpiry.NONE: "it keeps waiting",
             }[self.on_expiry]
-            lines.append(f"Expires {duration_text(self.expires)} after it began: then {outcome}.")
+            lines.append(
+                f"Expires {duration_words(self.expires)} after it began to wait: then {outcome}."
+            )
         return lines
 
 

@@ -314,6 +314,15 @@ class Migration(migrations.Migration):
                 name="delegation_not_to_oneself",
             ),
         ),
+        migrations.AddField(
+            model_name="decision",
+            name="settles",
+            field=models.BooleanField(
+                default=True,
+                help_text="Whether it settled the suspension: a rejection, the approval that "
+                "completed the quorum, an expiry. Only a settling decision queues a resume.",
+            ),
+        ),
         migrations.RunPython(fill_seats, migrations.RunPython.noop),
         migrations.RunPython(APPEND_ONLY.create_triggers, APPEND_ONLY.drop_triggers),
     ]

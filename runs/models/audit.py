@@ -80,6 +80,11 @@ class Decision(models.Model):
     policy = models.JSONField(
         default=dict, blank=True, help_text="The policy that applied: approvals, why."
     )
+    settles = models.BooleanField(
+        default=True,
+        help_text="Whether it settled the suspension: a rejection, the approval that "
+        "completed the quorum, an expiry. Only a settling decision queues a resume.",
+    )
     decided_at = models.DateTimeField(default=timezone.now, db_index=True)
     source = models.CharField(max_length=8, choices=Source)
     client_address = models.GenericIPAddressField(null=True, blank=True)

@@ -74,11 +74,13 @@ class RunQuerySet(models.QuerySet["Run"]):
     """Read helpers over runs."""
 
     def awaiting_decision(self) -> RunQuerySet:
-        """Suspended runs whose current suspension nobody has decided yet."""
+        """Suspended runs whose current suspension is not settled yet (a quorum may
+        have some of its approvals)."""
         decided = apps.get_model("runs", "Decision").objects.filter(
             run_id=models.OuterRef("run_id"),
             gate=models.OuterRef("suspended_at_node"),
             suspended_at=models.OuterRef("updated_at"),
+            settles=True,
         )
         return self.filter(
             status=Run.Status.SUSPENDED, awaits_decision=True, suspended_at_node__isnull=False

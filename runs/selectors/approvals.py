@@ -71,10 +71,12 @@ def waiting_count_for(user: AnyUser) -> int:
 
 
 def decision_on(run_id: str, gate: str, suspended_at: datetime) -> Decision | None:
-    """The decision taken on one suspension of a run (its gate and since when), if any."""
+    """The decision that settled one suspension of a run (its gate and since when), or
+    else the latest made on it (a quorum not yet complete), if any."""
     return (
         Decision.objects.filter(run_id=run_id, gate=gate, suspended_at=suspended_at)
         .select_related("resumption")
+        .order_by("-settles", "-decided_at", "-pk")
         .first()
     )
 

@@ -75,7 +75,10 @@ def decision_record(
             policy = gate_policy(run, suspension.gate)
             tally = tally_of(run.run_id, suspension, policy)
             if (closing := tally.closing) is not None:
-                raise AlreadyDecided(closing)
+                raise AlreadyDecided(
+                    closing,
+                    approvers=[d.decider for d in tally.approvals] if closing.approved else (),
+                )
         elif (shown := decision_on(run.run_id, shown_gate, shown_suspended_at)) is not None:
             moved_on = suspension is not None
             raise AlreadyDecided(
@@ -102,6 +105,7 @@ def decision_record(
         if (in_flight := open_action(run.run_id)) is not None:
             raise ActionInFlight(in_flight)
         principal = on_behalf_of if on_behalf_of is not None else actor
+        settles = not approved or len(tally.approvals) + 1 >= policy.approvals
         delegated = principal.pk != actor.pk
         decision = _decision_insert(
             Decision(
@@ -117,13 +121,14 @@ def decision_record(
                 seat=seat_of(principal),
                 answers=answer,
                 policy=policy_record(policy),
+                settles=settles,
                 source=source,
                 client_address=client_address,
                 gate_message=suspension.message,
                 evidence_digest=review_evidence(run, answers=answer).digest,
             )
         )
-        if approved and len(tally.approvals) + 1 < policy.approvals:
+        if not settles:
             return decision  # the quorum is not complete: the run keeps waiting
         decision_resume_enqueue(
             run, decision, approvals=(*tally.approvals, decision) if approved else (), actor=actor

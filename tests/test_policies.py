@@ -1,0 +1,544 @@
+"""Approval policies: quorum, groups, separation of duties, inputs, console policies,
+delegation — enforced by the one decision service, on the web and the command line."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client
+from django.utils import timezone
+
+from runs.errors import AlreadyDecided, ConsoleError, DecisionRefused
+from runs.gates import gate_policy
+from runs.models import AccessChange, ApprovalPolicy, Decision, Delegation, Run, RunAction
+from runs.policies import (
+    GatePolicy,
+    OnExpiry,
+    answers_validate,
+    declared_policy,
+    parse_duration,
+    stricter,
+)
+from runs.services.delegations import delegation_create, delegation_end
+from runs.services.operations import run_resume_request
+from tests.conftest import decide, form_data, make_user, run_queued_tasks, start_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ANSWER = {"cost_center": "CC-7"}
+
+
+def finance(*names: str, group: str = "Finance") -> list[Any]:
+    """Approvers who are members of ``group`` (created if need be)."""
+    team, _ = Group.objects.get_or_create(name=group)
+    people = [make_user(name, "Approvers") for name in names]
+    for person in people:
+        person.groups.add(team)
+    return people
+
+
+def invoice(requested_by: str = "rita@example.com", **data: Any) -> Run:
+    """A run of the invoice blueprint: 2 Finance approvals, not by its requester."""
+    return start_run("policy.yaml", amount=420, requested_by=requested_by, **data)
+
+
+# --- reading and combining policies -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("24h", 86400), ("30m", 1800), ("3d", 259200), ("1w", 604800), ("90s", 90), (60, 60)],
+)
+def test_durations_are_read_as_policies_write_them(text: Any, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "soon", "0h", "-1h", "24 parsecs", True, None, "1e9"])
+def test_what_is_not_a_duration_is_refused(text: Any) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"approvals": "many"},
+        {"approvals": 0},
+        {"on_expiry": "maybe"},
+        {"due": "tomorrow"},
+        {"not_by": "the boss"},
+        {"inputs": {"cost center": {"type": "string"}}},
+        {"inputs": {"x": {"type": "date"}}},
+        {"approvers": [""]},
+    ],
+)
+def test_a_policy_that_cannot_be_read_holds_the_gate_shut(config: dict[str, Any]) -> None:
+    policy = declared_policy(config, source="The blueprint")
+    assert policy.fault.startswith("The blueprint: ")
+    assert "nobody can decide it" in policy.summary()[0]
+
+
+def test_other_config_keys_are_not_a_policy() -> None:
+    policy = declared_policy({"message": "Pay?", "require": True}, source="x")
+    assert policy.is_default
+    assert not policy.fault
+    assert policy.reasons == ()
+
+
+def test_the_stricter_of_two_policies_holds_key_by_key() -> None:
+    blueprint = declared_policy(
+        {
+            "approvals": 2,
+            "approvers": ["Finance", "Legal"],
+            "due": "24h",
+            "expires": "72h",
+            "on_expiry": "approve",
+            "escalate_to": ["Leads", "Directors"],
+        },
+        source="blueprint",
+    )
+    console = declared_policy(
+        {
+            "approvals": 3,
+            "approvers": ["Finance"],
+            "due": "48h",
+            "on_expiry": "none",
+            "not_by": "started_by",
+            "escalate_to": ["Directors"],
+        },
+        source="console",
+    )
+    both = stricter(blueprint, console)
+    assert both.approvals == 3
+    assert both.approvers == {"Finance"}
+    assert both.due == timedelta(hours=24)
+    assert both.expires == timedelta(hours=72)
+    assert both.on_expiry == OnExpiry.NONE  # keep waiting beats approving by itself
+    assert both.not_by == ("started_by",)
+    assert both.escalate_to == {"Directors"}
+    assert both.reasons == ("blueprint", "console")
+
+
+def test_answers_are_validated_and_typed() -> None:
+    policy = declared_policy(
+        {
+            "inputs": {
+                "cost_center": {"type": "string", "required": True, "max_length": 5},
+                "amount_approved": {"type": "number", "minimum": 0},
+                "copies": {"type": "integer"},
+                "urgent": {"type": "boolean"},
+                "tier": {"type": "string", "choices": ["gold", "silver"]},
+            }
+        },
+        source="x",
+    )
+    assert answers_validate(
+        policy,
+        {"cost_center": "CC-1", "amount_approved": "12.5", "copies": "3", "urgent": "true"},
+        approving=True,
+    ) == {"cost_center": "CC-1", "amount_approved": 12.5, "copies": 3, "urgent": True}
+    for bad, said in [
+        ({}, "Cost center: required to approve."),
+        ({"cost_center": "CC-123456"}, "Cost center: string should have at most 5 characters."),
+        ({"cost_center": "C", "amount_approved": "-1"}, "Amount approved: input should be"),
+        ({"cost_center": "C", "amount_approved": "lots"}, "Amount approved: give a number."),
+        ({"cost_center": "C", "copies": "2.5"}, "Copies: give a whole number."),
+        ({"cost_center": "C", "tier": "bronze"}, "Tier: choose one of the offered values."),
+        ({"cost_center": "C", "color": "red"}, "This gate does not ask for 'color'."),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(said)):
+            answers_validate(policy, bad, approving=True)
+    assert answers_validate(policy, {}, approving=False) == {}  # a rejection need not answer
+
+
+# --- quorum ---------------------------------------------------------------------------
+
+
+def test_two_approvals_from_different_people_resume_the_run_once_with_both() -> None:
+    ada, bob = finance("ada", "bob")
+    run = invoice()
+    first = decide(run, ada, note="checked", answers={"cost_center": "CC-7"})
+    assert not RunAction.objects.filter(run_id=run.run_id).exists()  # no resume yet
+    assert first.seat == f"user:{ada.pk}"
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUSPENDED  # still waiting for the second person
+
+    with pytest.raises(DecisionRefused, match=r"ada@example\.com already approved this"):
+        decide(run, ada, answers=ANSWER)
+    second = decide(run, bob, note="ok", answers={"cost_center": "CC-7", "amount_approved": "400"})
+    resumption = second.resumption
+    assert resumption.resume_data["by"] == "ada@example.com, bob@example.com"
+    assert resumption.resume_data["inputs"] == {"cost_center": "CC-7", "amount_approved": 400.0}
+    assert [a["by"] for a in resumption.resume_data["approvals"]] == [
+        "ada@example.com",
+        "bob@example.com",
+    ]
+    assert Decision.objects.filter(run_id=run.run_id).count() == 2
+
+    run_queued_tasks()
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+    # NeuroCore's gate received one resume_data naming every approver and note.
+    approval = run.final_context["data"]["approval"]
+    assert approval["approved"] is True
+    assert approval["note"] == "ada@example.com: checked; bob@example.com: ok"
+    assert [a["note"] for a in approval["approvals"]] == ["checked", "ok"]
+
+    carl = finance("carl")[0]
+    with pytest.raises(DecisionRefused, match="completed, not waiting"):
+        decide(run, carl, answers=ANSWER)
+
+
+def test_one_rejection_rejects_the_gate_even_before_the_quorum() -> None:
+    ada, bob, carl = finance("ada", "bob", "carl")
+    run = invoice()
+    decide(run, ada, answers=ANSWER)
+    rejection = decide(run, bob, approved=False, note="wrong vendor")
+    assert rejection.resumption.resume_data["approved"] is False
+    with pytest.raises(AlreadyDecided, match=r"bob@example\.com rejected this"):
+        decide(run, carl, answers=ANSWER)
+    run_queued_tasks()
+    run.refresh_from_db()
+    assert run.status == Run.Status.REJECTED
+
+
+def test_after_the_quorum_the_others_are_told_who_approved() -> None:
+    ada, bob, carl = finance("ada", "bob", "carl")
+    run = invoice()
+    decide(run, ada, answers=ANSWER)
+    decide(run, bob, answers=ANSWER)
+    with pytest.raises(AlreadyDecided) as refused:
+        decide(run, carl, answers=ANSWER)
+    assert "approved by ada@example.com and bob@example.com" in str(refused.value)
+
+
+# --- who may decide -------------------------------------------------------------------
+
+
+def test_only_the_policys_groups_may_decide_superusers_included() -> None:
+    outsider = make_user("olga", "Approvers")
+    root = make_user("root", is_superuser=True)
+    run = invoice()
+    for person in (outsider, root):
+        with pytest.raises(DecisionRefused, match="Only members of Finance may decide"):
+            decide(run, person, answers=ANSWER)
+    assert not Decision.objects.exists()
+
+
+def test_the_requester_may_not_decide_their_own_run() -> None:
+    (rita,) = finance("rita")
+    run = invoice(requested_by="RITA@example.com")  # matched without case
+    with pytest.raises(DecisionRefused, match="rita requested this run"):
+        decide(run, rita, answers=ANSWER)
+    by_name = invoice(requested_by="rita")  # a username works as well as an email
+    with pytest.raises(DecisionRefused, match="separation of duties"):
+        decide(by_name, rita, answers=ANSWER)
+
+
+def test_whoever_replayed_a_run_may_not_decide_it_under_started_by(operator: Any) -> None:
+    (otto,) = finance("otto2")
+    otto.groups.add(Group.objects.get(name="Operators"))
+    ApprovalPolicy.objects.create(blueprint_pattern="payment", requester_field="started_by")
+    original = start_run()
+    from runs.services.operations import run_replay_request
+
+    action = run_replay_request(run_id=original.run_id, actor=otto, source="web")
+    run_queued_tasks()
+    action.refresh_from_db()
+    replay = Run.objects.get(pk=action.result_run_id)
+    assert replay.status == Run.Status.SUSPENDED
+    with pytest.raises(DecisionRefused, match="otto2 requested this run"):
+        decide(replay, otto)
+    decide(replay, make_user("ada", "Approvers"))  # someone else may
+
+
+def test_nobody_decides_two_gates_of_a_run_where_the_policy_says_so() -> None:
+    ada, bob = make_user("ada", "Approvers"), make_user("bob", "Approvers")
+    run = start_run("two_policy_gates.yaml")
+    decide(run, ada)
+    run_queued_tasks()
+    run.refresh_from_db()
+    assert run.suspended_at_node == "finance_review"
+    with pytest.raises(DecisionRefused, match="decided the gate 'legal_review'"):
+        decide(run, ada)
+    decide(run, bob)
+
+
+def test_a_console_policy_tightens_a_blueprint_and_says_why() -> None:
+    ada, bob, carl = finance("ada", "bob", "carl")
+    ApprovalPolicy.objects.create(blueprint_pattern="inv*", gate_pattern="finance_*", approvals=3)
+    run = invoice()
+    policy = gate_policy(run, "finance_approval")
+    assert policy.approvals == 3
+    assert policy.reasons == (
+        "The blueprint's gate config",
+        "The console policy 'inv* / finance_*'",
+    )
+    decide(run, ada, answers=ANSWER)
+    second = decide(run, bob, answers=ANSWER)
+    assert not RunAction.objects.filter(decision=second).exists()
+    assert decide(run, carl, answers=ANSWER).resumption is not None
+
+
+def test_a_console_policy_cannot_loosen_a_blueprint() -> None:
+    (ada,) = finance("ada")
+    ApprovalPolicy.objects.create(blueprint_pattern="invoice", approvals=1)
+    run = invoice()
+    decide(run, ada, answers=ANSWER)
+    assert not RunAction.objects.filter(run_id=run.run_id).exists()  # still 2 needed
+
+
+def test_an_unreadable_blueprint_policy_lets_nobody_decide(superuser: Any) -> None:
+    run = start_run()
+    snapshot = dict(run.blueprint_snapshot)
+    snapshot["components"] = [
+        {**component, "config": {**component.get("config", {}), "approvals": "all"}}
+        if component["name"] == "finance_review"
+        else component
+        for component in snapshot["components"]
+    ]
+    Run.objects.filter(pk=run.pk).update(blueprint_snapshot=snapshot)
+    run.refresh_from_db()
+    with pytest.raises(DecisionRefused, match="cannot be read, so nobody can decide it"):
+        decide(run, superuser)
+
+
+def test_answers_are_required_to_approve_and_bound_to_the_evidence() -> None:
+    ada, bob = finance("ada", "bob")
+    run = invoice()
+    with pytest.raises(DecisionRefused, match="Cost center: required to approve"):
+        decide(run, ada)
+    with pytest.raises(DecisionRefused, match="Amount approved: input should be greater"):
+        decide(run, ada, answers={"cost_center": "CC-1", "amount_approved": "-5"})
+    one = decide(run, ada, answers={"cost_center": "CC-1"})
+    two = decide(run, bob, answers={"cost_center": "CC-2"})
+    assert one.answers == {"cost_center": "CC-1"}
+    assert one.evidence_digest != two.evidence_digest  # same evidence, other answers
+
+
+def test_an_operator_resume_cannot_forge_a_quorum(operator: Any) -> None:
+    waiting = start_run()
+    with pytest.raises((ConsoleError, PermissionDenied)):
+        run_resume_request(
+            run_id=waiting.run_id,
+            actor=operator,
+            resume_data={"approvals": [{"by": "ada"}]},
+            source="web",
+        )
+    assert not RunAction.objects.exists()
+
+
+# --- delegation -----------------------------------------------------------------------
+
+
+def test_a_delegate_decides_for_the_principal_and_counts_as_them() -> None:
+    ada, bob = finance("ada", "bob")
+    dora = make_user("dora")  # no role, no Finance: ada's delegate while she is away
+    now = timezone.now()
+    delegation_create(
+        principal=ada, delegate=dora, starts_at=now, ends_at=now + timedelta(days=7), actor=ada
+    )
+    run = invoice()
+    for_ada = decide(run, dora, answers=ANSWER, on_behalf_of=ada)
+    assert for_ada.decider == "dora@example.com for ada@example.com"
+    assert for_ada.seat == f"user:{ada.pk}"
+    with pytest.raises(DecisionRefused, match="already approved"):
+        decide(run, ada, answers=ANSWER)  # ada counted once, through dora
+    with pytest.raises(PermissionDenied):
+        decide(run, dora, answers=ANSWER)  # dora alone may not decide
+    assert decide(run, bob, answers=ANSWER).resumption.resume_data["by"] == (
+        "dora@example.com for ada@example.com, bob@example.com"
+    )
+    assert AccessChange.objects.filter(kind=AccessChange.Kind.DELEGATION_SAVED).count() == 1
+
+
+def test_separation_of_duties_applies_to_the_delegate() -> None:
+    (ada,) = finance("ada")
+    rita = make_user("rita")
+    now = timezone.now()
+    delegation_create(
+        principal=ada, delegate=rita, starts_at=now, ends_at=now + timedelta(days=1), actor=ada
+    )
+    run = invoice(requested_by="rita@example.com")
+    with pytest.raises(DecisionRefused, match="rita requested this run"):
+        decide(run, rita, answers=ANSWER, on_behalf_of=ada)
+
+
+def test_a_delegation_holds_only_for_its_period_and_can_be_ended() -> None:
+    (ada,) = finance("ada")
+    dora = make_user("dora")
+    now = timezone.now()
+    later = delegation_create(
+        principal=ada,
+        delegate=dora,
+        starts_at=now + timedelta(days=1),
+        ends_at=now + timedelta(days=2),
+        actor=ada,
+    )
+    run = invoice()
+    with pytest.raises(DecisionRefused, match="no delegation of theirs to you holds now"):
+        decide(run, dora, answers=ANSWER, on_behalf_of=ada)
+    delegation_end(delegation_id=later.pk, actor=dora)
+    assert Delegation.objects.get().ends_at <= timezone.now() + timedelta(days=1)
+    assert AccessChange.objects.filter(kind=AccessChange.Kind.DELEGATION_ENDED).exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"delegate": "self"}, "your own delegate"),
+        ({"ends": -2}, "end after it starts"),
+        ({"starts": -3, "ends": -2}, "already over"),
+        ({"ends": 400}, "at most a year"),
+    ],
+)
+def test_delegations_that_make_no_sense_are_refused(change: dict[str, Any], said: str) -> None:
+    (ada,) = finance("ada")
+    dora = make_user("dora")
+    now = timezone.now()
+    with pytest.raises(ConsoleError, match=said):
+        delegation_create(
+            principal=ada,
+            delegate=ada if change.get("delegate") == "self" else dora,
+            starts_at=now + timedelta(days=change.get("starts", 0)),
+            ends_at=now + timedelta(days=change.get("ends", 1)),
+            actor=ada,
+        )
+
+
+def test_nobody_names_delegates_for_someone_else() -> None:
+    ada, bob = finance("ada", "bob")
+    now = timezone.now()
+    with pytest.raises(PermissionDenied):
+        delegation_create(
+            principal=ada, delegate=bob, starts_at=now, ends_at=now + timedelta(1), actor=bob
+        )
+
+
+# --- the review page and the command line ---------------------------------------------
+
+
+def test_the_review_page_says_how_the_gate_is_decided_and_asks_the_inputs(client: Client) -> None:
+    ada, bob = finance("ada", "bob")
+    run = invoice()
+    client.force_login(ada)
+    page = client.get(f"/approvals/{run.run_id}/").content.decode()
+    assert "How this gate is decided" in page
+    assert "Needs 2 approvals from different people." in page
+    assert "Only members of Finance may decide." in page
+    assert "Due 1 day after it began to wait; then Finance leads may decide too." in page
+    assert "Expires 3 days after it began to wait: then it is rejected." in page
+    assert 'name="input_cost_center"' in page
+    assert "Required to approve." in page
+
+    missing = client.post(f"/approvals/{run.run_id}/", form_data(run))
+    assert missing.status_code == 409
+    assert "Cost center: required to approve." in missing.content.decode()
+    assert not Decision.objects.exists()
+
+    done = client.post(
+        f"/approvals/{run.run_id}/",
+        {**form_data(run), "input_cost_center": "CC-9", "input_amount_approved": "420"},
+        follow=True,
+    ).content.decode()
+    assert "The gate needs more approvals" in done
+    assert "1 of 2 approvals — ada@example.com approved" in done
+    assert "ada@example.com already approved this" in done  # no second form for ada
+
+    client.force_login(bob)
+    page = client.get(f"/approvals/{run.run_id}/").content.decode()
+    assert 'name="input_cost_center"' in page  # bob may still decide
+    inbox = client.get("/approvals/").content.decode()
+    assert "1 of 2 approvals — ada@example.com approved" in inbox
+
+
+def test_the_requester_sees_why_they_cannot_decide(client: Client) -> None:
+    (rita,) = finance("rita")
+    run = invoice(requested_by="rita@example.com")
+    client.force_login(rita)
+    page = client.get(f"/approvals/{run.run_id}/").content.decode()
+    assert "rita requested this run, so may not decide it" in page
+    assert 'name="decision"' not in page
+
+
+def test_a_delegate_chooses_whom_they_decide_for_on_the_page(client: Client) -> None:
+    (ada,) = finance("ada")
+    dora = make_user("dora", "Approvers")
+    now = timezone.now()
+    delegation_create(
+        principal=ada, delegate=dora, starts_at=now, ends_at=now + timedelta(days=1), actor=ada
+    )
+    run = invoice()
+    client.force_login(dora)
+    page = client.get(f"/approvals/{run.run_id}/").content.decode()
+    assert "For ada" in page
+    assert "Myself" not in page  # dora is not in Finance herself
+    client.post(
+        f"/approvals/{run.run_id}/",
+        {**form_data(run), "input_cost_center": "CC-1", "on_behalf_of": str(ada.pk)},
+    )
+    assert Decision.objects.get().decider == "dora@example.com for ada@example.com"
+    forged = client.post(
+        f"/approvals/{run.run_id}/",
+        {**form_data(run), "input_cost_center": "CC-1", "on_behalf_of": "999999"},
+    )
+    assert forged.status_code in (400, 403, 409)
+    assert Decision.objects.count() == 1
+
+
+def test_runs_approve_takes_inputs_and_a_principal(capsys: Any) -> None:
+    _, bob = finance("ada", "bob")
+    dora = make_user("dora")
+    now = timezone.now()
+    delegation_create(
+        principal=bob, delegate=dora, starts_at=now, ends_at=now + timedelta(days=1), actor=bob
+    )
+    run = invoice()
+    call_command(
+        "runs", "approve", run.run_id, "--by", "ada", "--input", "cost_center=CC-3",
+        "--input", "amount_approved=99.5",
+    )  # fmt: skip
+    assert "needs more approvals" in capsys.readouterr().out
+    assert Decision.objects.get().answers == {"cost_center": "CC-3", "amount_approved": 99.5}
+    with pytest.raises(CommandError, match="Use KEY=VALUE"):
+        call_command("runs", "approve", run.run_id, "--by", "dora", "--input", "nonsense")
+    with pytest.raises(CommandError, match="Cost center: required to approve"):
+        call_command("runs", "approve", run.run_id, "--by", "dora", "--for", "bob")
+    call_command(
+        "runs", "approve", run.run_id, "--by", "dora", "--for", "bob", "-i", "cost_center=X"
+    )
+    assert Decision.objects.filter(on_behalf_of=bob, decided_by=dora).exists()
+    assert RunAction.objects.filter(run_id=run.run_id).count() == 1
+
+
+def test_policy_changes_in_the_admin_are_audited(admin_client: Client) -> None:
+    Group.objects.create(name="Finance")
+    response = admin_client.post(
+        "/admin/runs/approvalpolicy/add/",
+        {
+            "blueprint_pattern": "payments*",
+            "gate_pattern": "*",
+            "approvals": "2",
+            "approvers": [Group.objects.get(name="Finance").pk],
+            "due": "1 00:00:00",
+            "on_expiry": "reject",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    change = AccessChange.objects.get(kind=AccessChange.Kind.POLICY_SAVED)
+    assert change.after["approvals"] == 2
+    assert change.after["approvers"] == ["Finance"]
+    assert change.target_type == "approval policy"
+
+
+def test_the_default_policy_is_one_approval_by_anyone_allowed() -> None:
+    assert GatePolicy().is_default
+    run = start_run()
+    assert gate_policy(run, "finance_review").is_default
