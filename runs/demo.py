@@ -23,7 +23,12 @@ from neurocore.errors import NeuroCoreError
 from runs import runtime, worker
 from runs.models import Run, RunAction, Source, Step
 from runs.runtime import NeuroCoreProject, current_project
-from runs.services.access import user_exists, user_provision, user_superuser_set
+from runs.services.access import (
+    group_provision,
+    user_exists,
+    user_provision,
+    user_superuser_set,
+)
 from runs.services.decisions import decision_record
 from runs.services.operations import run_cancel
 from runs.store import DjangoRunStore
@@ -39,11 +44,15 @@ class DemoUser:
     password: str
     role: str | None
     superuser: bool = False
+    teams: tuple[str, ...] = ()
 
 
+# The teams an approval policy names (large-payment.yaml: two of Finance).
+DEMO_TEAMS = ["Finance", "Finance leads"]
 DEMO_USERS = [
     DemoUser("admin", "demo-admin-pass", None, superuser=True),
-    DemoUser("ada", "demo-approver-pass", "Approvers"),
+    DemoUser("ada", "demo-approver-pass", "Approvers", teams=("Finance",)),
+    DemoUser("bob", "demo-approver-pass", "Approvers", teams=("Finance",)),
     DemoUser("otto", "demo-operator-pass", "Operators"),
     DemoUser("vera", "demo-viewer-pass", "Viewers"),
 ]
@@ -62,11 +71,13 @@ def create_demo_users() -> list[DemoUser]:
     """Create the demo users with their roles, through the access services (so the
     access audit records them); return them. A password someone changed since is
     left alone."""
+    for team in DEMO_TEAMS:
+        group_provision(name=team, identity=DEMO_IDENTITY)
     for demo in DEMO_USERS:
         user, _ = user_provision(
             username=demo.username,
             email=f"{demo.username}@example.com",
-            groups=[demo.role] if demo.role else [],
+            groups=([demo.role] if demo.role else []) + list(demo.teams),
             password=None if user_exists(demo.username) else demo.password,
             identity=DEMO_IDENTITY,
         )
@@ -127,7 +138,31 @@ def seed_demo_runs(*, seed: int = 7) -> int:
         flag.unlink(missing_ok=True)
     made.append(_running_run(project))
     _spread_over_days(made, rng)
-    return len(made)
+    # Large payments, made last and left recent (their gate expires after three days):
+    # two of Finance approve, never whoever requested it.
+    large = []
+    for n, requester in enumerate(["vera@example.com", "ada@example.com", "otto@example.com"]):
+        invoice = {"vendor": VENDORS[n], "amount": 48000 + 1000 * n, "number": f"LP-{n + 1}"}
+        run = _execute(
+            project,
+            "large_payment.yaml",
+            {"invoice": invoice, "requested_by": requester, DEMO_MARKER: True},
+        )
+        large.append(run)
+        if n == 0:  # one approval in: it waits for a second person (bob)
+            run.refresh_from_db()
+            decision_record(
+                run_id=run.run_id,
+                approved=True,
+                note="Checked against the contract.",
+                shown_gate=run.suspended_at_node or "",
+                shown_suspended_at=run.updated_at,
+                actor=approver,
+                source=Source.WEB,
+                client_address="127.0.0.1",
+                answers={"cost_center": "CC-4100", "amount_approved": invoice["amount"]},
+            )
+    return len(made) + len(large)
 
 
 def _execute(project: NeuroCoreProject, blueprint: str, data: dict[str, Any]) -> Run:

@@ -26,7 +26,7 @@ def demo_project(settings: Any) -> None:
 def test_seed_demo_makes_runs_in_every_status_once(demo_project: None) -> None:
     out = StringIO()
     call_command("seed_demo", stdout=out)
-    assert "Made 45 demo runs." in out.getvalue()
+    assert "Made 48 demo runs." in out.getvalue()
     assert "ada    demo-approver-pass" in out.getvalue()
 
     by_status = dict(Run.objects.values_list("status").annotate(n=Count("*")))
@@ -34,7 +34,7 @@ def test_seed_demo_makes_runs_in_every_status_once(demo_project: None) -> None:
         "completed": 27,
         "failed": 3,
         "rejected": 2,
-        "suspended": 11,
+        "suspended": 14,
         "cancelled": 1,
         "running": 1,
     }
@@ -54,7 +54,7 @@ def test_seed_demo_makes_runs_in_every_status_once(demo_project: None) -> None:
     again = StringIO()
     call_command("seed_demo", stdout=again)
     assert "Demo runs already there: nothing added." in again.getvalue()
-    assert Run.objects.count() == 45
+    assert Run.objects.count() == 48
 
 
 @pytest.mark.parametrize(

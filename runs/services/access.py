@@ -268,6 +268,22 @@ def user_exists(username: str) -> bool:
     return User.objects.filter(username=username).exists()
 
 
+def group_provision(*, name: str, identity: str) -> Group:
+    """The group named ``name``, created (and recorded) if there is none. Returns it."""
+    with transaction.atomic():
+        group, created = Group.objects.get_or_create(name=name)
+        if created:
+            access_change_record(
+                kind=Kind.GROUP_CREATED,
+                target=group,
+                before={},
+                after=access_state(group),
+                actor=None,
+                identity=identity,
+            )
+    return group
+
+
 def user_provision(
     *,
     username: str,

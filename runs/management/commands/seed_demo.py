@@ -27,4 +27,5 @@ class Command(BaseCommand):
         self.stdout.write("Demo users (username / password / role):")
         for user in users:
             role = "superuser" if user.superuser else user.role
-            self.stdout.write(f"  {user.username:<6} {user.password:<20} {role}")
+            teams = f", in {', '.join(user.teams)}" if user.teams else ""
+            self.stdout.write(f"  {user.username:<6} {user.password:<20} {role}{teams}")
