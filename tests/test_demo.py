@@ -40,6 +40,7 @@ def test_seed_demo_makes_runs_in_every_status_once(demo_project: None) -> None:
     }
     assert set(Run.objects.values_list("blueprint_name", flat=True)) == {
         "vendor-payment",
+        "large-payment",
         "content-publication",
         "data-cleanup",
         "nightly-import",
