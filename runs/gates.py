@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from django.db.models import Q
 from django.utils import timezone
 
+from runs.errors import when
 from runs.models import ApprovalPolicy, Decision, Delegation, Run, RunAction, Suspension
 from runs.permissions import DECIDE, AnyUser, blueprint_allowed, can_decide, scopes_for
 from runs.policies import (
@@ -74,7 +75,7 @@ def gate_policy(
 
     ``policies`` are the console's (read when not given).
     """
-    policy = declared_policy(run.gate_config(gate), source="The blueprint's gate config")
+    policy = declared_policy(run.gate_config(gate), source="the blueprint's author")
     for console in console_policies() if policies is None else policies:
         if fnmatchcase(run.blueprint_name, console.blueprint_pattern) and fnmatchcase(
             gate, console.gate_pattern
@@ -83,7 +84,7 @@ def gate_policy(
                 policy,
                 declared_policy(
                     console_policy_config(console),
-                    source=f"The console policy '{console}'",
+                    source=f"the console's policy '{console}'",
                 ),
             )
     return policy
@@ -293,10 +294,12 @@ def decide_refusal(
             )
     for someone in {actor, person}:
         if (earlier := tally.counts(someone)) is not None:
+            more = f"{tally.needed} more approval{'s' if tally.needed != 1 else ''}"
+            who = "You" if earlier.decided_by_id == actor.pk else earlier.decider
+            verdict = earlier.verdict.label.lower()
             return (
-                f"{earlier.decider} already {earlier.verdict.label.lower()} this; "
-                f"it needs {tally.needed} more approval{'s' if tally.needed != 1 else ''} "
-                "from other people."
+                f"{who} already {verdict} this at {when(earlier.decided_at)}; "
+                f"it needs {more} from other people."
             )
     return ""
 

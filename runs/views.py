@@ -269,6 +269,10 @@ def _review_context(
         and (decisions[0].gate, decisions[0].suspended_at) != (suspension.gate, suspension.since)  # type: ignore[union-attr]
         else None
     )
+    # Once the run has gone on, the last decision stays at the top of the page.
+    last_decision = (
+        decisions[0] if decisions and not waiting and run.status != Run.Status.REJECTED else None
+    )
     return {
         "run": run,
         "suspension": suspension,
@@ -282,9 +286,15 @@ def _review_context(
         "gate": gate,
         "policy_lines": gate.policy.summary() if gate else [],
         # Once the run has gone on, the last decision stays at the top of the page.
-        "last_decision": decisions[0]
-        if decisions and not waiting and run.status != Run.Status.REJECTED
-        else None,
+        "last_decision": last_decision,
+        # A quorum is everyone's: "Approved by Ada and Bob".
+        "last_deciders": " and ".join(
+            d.decider
+            for d in reversed(decisions)
+            if last_decision is not None
+            and (d.gate, d.suspended_at, d.approved)
+            == (last_decision.gate, last_decision.suspended_at, last_decision.approved)
+        ),
         "decisions": decisions,
         "earlier_decision": earlier,
         "reopening": reopening,

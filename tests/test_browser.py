@@ -317,3 +317,66 @@ def page_css_loads(browser: Browser, live_server: Any) -> bool:
         return page.request.get(href).status == 200
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_two_people_approve_a_gate_with_an_answer_form(
+    browser: Browser, live_server: Any, start_worker: Any, width: int
+) -> None:
+    """A gate needing two of Finance and a cost center: Ada answers and approves,
+    the page says one more is needed; Bob approves and the run completes with
+    both answers handed to NeuroCore."""
+    from django.contrib.auth.models import Group
+
+    finance = Group.objects.create(name="Finance")
+    for name in ("ada", "bob"):
+        make_user(name, "Approvers").groups.add(finance)
+    run = start_run("policy.yaml", amount=420, requested_by="rita@example.com")
+    start_worker("browser-worker")
+    assert page_css_loads(browser, live_server)
+    pages = []
+    for name in ("ada", "bob"):
+        context = browser.new_context(viewport={"width": width, "height": 844})
+        context.set_default_timeout(20_000)
+        pages.append(context.new_page())
+        log_in(pages[-1], live_server, name)
+    ada, bob = pages
+    try:
+        review = f"/approvals/{run.run_id}/"
+        ada.goto(live_server.url + review)
+        expect(ada.get_by_role("heading", name="How this gate is decided")).to_be_visible()
+        expect(ada.locator(".policy")).to_contain_text("Needs 2 approvals from different people.")
+        ada.get_by_role("button", name="Approve").click()
+        expect(ada.get_by_role("status").first).to_contain_text("Cost center: required to approve.")
+        ada.get_by_label("Cost center").fill("CC-4100")
+        ada.get_by_label("Amount approved (optional)").fill("420")
+        ada.get_by_label("Note").fill("Matches the contract")
+        ada.get_by_role("button", name="Approve").click()
+        expect(ada.get_by_role("status").first).to_have_text(
+            "Approved. The gate needs more approvals: the run waits for them."
+        )
+        expect(ada.locator(".policy .progress")).to_contain_text(
+            "1 of 2 approvals — ada@example.com approved"
+        )
+        assert ada.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+        ada.screenshot(path=str(SCREENSHOTS / f"quorum-{width}-after-ada.png"), full_page=True)
+
+        bob.goto(live_server.url + "/approvals/")
+        row = bob.get_by_role("row", name=re.compile("invoice"))
+        expect(row).to_contain_text("1 of 2 approvals — ada@example.com approved")
+        row.get_by_role("link", name="Review").click()
+        bob.get_by_label("Cost center").fill("CC-4100")
+        bob.get_by_role("button", name="Approve").click()
+        expect(bob.get_by_role("status").first).to_have_text(
+            "Approved. The run continues in the background."
+        )
+        expect(bob.get_by_text("The run completed.")).to_be_visible(timeout=30_000)
+        bob.screenshot(path=str(SCREENSHOTS / f"quorum-{width}-done.png"), full_page=True)
+    finally:
+        for each in pages:
+            each.context.close()
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+    approval = run.final_context["data"]["approval"]
+    assert approval["by"] == "ada@example.com, bob@example.com"
+    assert approval["inputs"] == {"cost_center": "CC-4100", "amount_approved": 420.0}

@@ -117,6 +117,12 @@ class Decision(models.Model):
         return self.decided_by_identity
 
     @property
+    def answer_summary(self) -> str:
+        """The decider's answer in one line: "cost center: CC-4100 · amount approved: 420"."""
+        answers = self.answers if isinstance(self.answers, dict) else {}
+        return " · ".join(f"{key.replace('_', ' ')}: {value}" for key, value in answers.items())
+
+    @property
     def verdict(self) -> Verdict:
         """Approved or rejected, as a value with a label."""
         return Verdict.APPROVED if self.approved else Verdict.REJECTED
