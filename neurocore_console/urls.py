@@ -3,13 +3,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from runs import login
+from runs import delegation_views, login
 from runs.views import healthz, home, logout
 
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("approvals/", include("runs.urls")),
+    path("away/", delegation_views.away, name="away"),
+    path("away/<int:delegation_id>/end/", delegation_views.away_end, name="away_end"),
     # Both login forms check a username's passwords one attempt at a time (runs.login),
     # ahead of the auth and admin URLs that would otherwise serve them.
     path("accounts/login/", login.login, name="login"),

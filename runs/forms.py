@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.models import User
+from django.db import models
 
 from runs.policies import InputSpec
 from runs.services.decisions import NOTE_MAX_LENGTH
@@ -163,3 +164,40 @@ class ResumeDataForm(forms.Form):
         if not isinstance(value, dict):
             raise forms.ValidationError("Give a JSON object ({…}), not a list or a single value.")
         return value
+
+
+class DelegationForm(forms.Form):
+    """Who decides for you while you are away, from when until when."""
+
+    delegate = forms.CharField(
+        max_length=254,
+        label="Delegate",
+        help_text="Their username or email. They decide your runs in your place, recorded "
+        "as “them for you”.",
+    )
+    starts_at = forms.DateTimeField(
+        label="From",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    ends_at = forms.DateTimeField(
+        label="Until",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    note = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Note (optional)",
+        widget=forms.TextInput(attrs={"maxlength": 500}),
+    )
+
+    def clean_delegate(self) -> User:
+        name = self.cleaned_data["delegate"].strip()
+        user = (
+            User.objects.filter(is_active=True)
+            .filter(models.Q(username=name) | models.Q(email__iexact=name))
+            .order_by("pk")
+            .first()
+        )
+        if user is None:
+            raise forms.ValidationError(f"No active console user is “{name}”.")
+        return user

@@ -184,17 +184,25 @@ def delegation_for(delegate: User, principal: User, *, at: datetime) -> Delegati
     ).first()
 
 
-def principals_of(delegate: AnyUser, *, at: datetime) -> list[User]:
-    """The people ``delegate`` may decide for at ``at`` (active accounts only)."""
+def principals_of(delegate: AnyUser, *, at: datetime | None = None) -> list[User]:
+    """The people ``delegate`` may decide for at ``at`` (default now: read once per
+    request, cached on the request's user), active accounts only."""
     if not delegate.is_authenticated:
         return []
-    return [
+    if at is None and "_console_principals" in delegate.__dict__:
+        return delegate.__dict__["_console_principals"]
+    principals = [
         d.principal
         for d in Delegation.objects.filter(
-            Q(delegate=delegate.pk) & Q(starts_at__lte=at) & Q(ends_at__gt=at)
+            Q(delegate=delegate.pk)
+            & Q(starts_at__lte=at or timezone.now())
+            & Q(ends_at__gt=at or timezone.now())
         ).select_related("principal")
         if d.principal.is_active
     ]
+    if at is None:
+        delegate.__dict__["_console_principals"] = principals
+    return principals
 
 
 def deciding_as(user: AnyUser, run: Run, *, at: datetime | None = None) -> list[User]:
@@ -204,7 +212,7 @@ def deciding_as(user: AnyUser, run: Run, *, at: datetime | None = None) -> list[
     if not isinstance(user, User) or not user.is_active:
         return []
     options = [user] if can_decide(user, run) else []
-    principals = principals_of(user, at=at or timezone.now())
+    principals = principals_of(user, at=at)
     if principals and blueprint_allowed(user, run.blueprint_name, scopes_for(user, DECIDE)):
         options += [principal for principal in principals if can_decide(principal, run)]
     return options

@@ -28,7 +28,7 @@ from runs.services.operations import run_reopen
 
 
 def _may_see_approvals(request: HttpRequest) -> None:
-    if not (can_view_runs(request.user) or can_decide(request.user)):
+    if not (can_view_runs(request.user) or selectors.may_decide_some(request.user)):
         raise PermissionDenied("You have no role in this console yet. Ask an administrator.")
 
 
@@ -54,7 +54,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
     """Runs waiting for a decision (the user's to make, or, for someone who may only
     look, everyone's), longest waiting first; or the decisions made lately."""
     _may_see_approvals(request)
-    may_decide = can_decide(request.user)
+    may_decide = selectors.may_decide_some(request.user)
     tab = request.GET.get("show", "waiting")
     if tab not in INBOX_TABS:
         tab = "waiting"

@@ -542,3 +542,66 @@ def test_the_default_policy_is_one_approval_by_anyone_allowed() -> None:
     assert GatePolicy().is_default
     run = start_run()
     assert gate_policy(run, "finance_review").is_default
+
+
+def test_a_delegate_without_a_role_finds_the_principals_runs_in_the_inbox(
+    client: Client,
+) -> None:
+    (ada,) = finance("ada")
+    dora = make_user("dora")
+    now = timezone.now()
+    delegation_create(
+        principal=ada, delegate=dora, starts_at=now, ends_at=now + timedelta(days=1), actor=ada
+    )
+    run = invoice()
+    client.force_login(dora)
+    inbox = client.get("/approvals/")
+    assert inbox.status_code == 200
+    assert [r.run_id for r, *_ in inbox.context["rows"]] == [run.run_id]
+    assert ">Approvals" in inbox.content.decode()  # the header leads there
+    away = client.get("/away/").content.decode()
+    assert "Whom you decide for" in away
+    assert "ada" in away
+
+
+def test_the_out_of_office_page_names_and_ends_a_delegate(client: Client) -> None:
+    (ada,) = finance("ada")
+    make_user("dora")
+    client.force_login(ada)
+    assert "Out of office" in client.get("/approvals/").content.decode()
+    page = client.get("/away/")
+    assert page.status_code == 200
+    assert "Nobody: you decide your runs yourself." in page.content.decode()
+    start = timezone.localtime()
+    form = {
+        "delegate": "DORA@example.com",
+        "starts_at": start.strftime("%Y-%m-%dT%H:%M"),
+        "ends_at": (start + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M"),
+        "note": "Holiday",
+    }
+    done = client.post("/away/", form, follow=True).content.decode()
+    assert "dora decides for you until then." in done
+    delegation = Delegation.objects.get()
+    assert (delegation.principal, delegation.delegate.username) == (ada, "dora")
+    for bad, said in [
+        ({"delegate": "nobody"}, "No active console user is “nobody”."),
+        ({"delegate": "ada"}, "you cannot be your own delegate"),
+        ({"ends_at": "garbage"}, "Enter a valid date/time."),
+        ({"ends_at": form["starts_at"]}, "must end after it starts"),
+    ]:
+        refused = client.post("/away/", {**form, **bad})
+        assert refused.status_code in (400, 409)
+        assert said in refused.content.decode()
+    assert Delegation.objects.count() == 1
+    client.post(f"/away/{delegation.pk}/end/")
+    assert Delegation.objects.get().ends_at <= timezone.now()
+    gone = client.post("/away/999999/end/", follow=True)
+    assert "No such delegation." in gone.content.decode()
+
+
+def test_people_with_nothing_to_decide_have_no_out_of_office_page(
+    client: Client, viewer: Any
+) -> None:
+    client.force_login(viewer)
+    assert client.get("/away/").status_code == 403
+    assert "Out of office" not in client.get("/approvals/").content.decode()

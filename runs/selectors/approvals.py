@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from runs.errors import ConsoleError
 from runs.gates import (
@@ -19,9 +20,10 @@ from runs.gates import (
     decide_refusal,
     deciding_as,
     gate_policy,
+    principals_of,
     tally_of,
 )
-from runs.models import Decision, Run, RunAction, Step
+from runs.models import Decision, Delegation, Run, RunAction, Step
 from runs.permissions import DECIDE, AnyUser, allowed_blueprints, can_decide, can_view_runs
 from runs.policies import GatePolicy
 from runs.rules import check_action
@@ -30,7 +32,7 @@ from runs.rules import check_action
 def runs_waiting_seen_by(user: AnyUser) -> QuerySet[Run]:
     """What the inbox lists for ``user``: the runs they may decide, or, for someone
     who may only look, every run waiting for a decision; longest waiting first."""
-    if can_decide(user):
+    if may_decide_some(user):
         return runs_awaiting_decision_for(user)
     if can_view_runs(user):
         return Run.objects.awaiting_decision().order_by("updated_at", "run_id")
@@ -51,18 +53,42 @@ def decisions_listed(user: AnyUser, *, mine: bool) -> QuerySet[Decision]:
 
 
 def runs_awaiting_decision_for(user: AnyUser) -> QuerySet[Run]:
-    """Runs waiting at a gate that ``user`` may decide, longest waiting first.
+    """Runs waiting at a gate that ``user`` may decide, longest waiting first: by their
+    own role, or for someone whose delegation they hold now (the principal's role and
+    scopes, and the delegate's scopes). The gate's policy may still refuse them one.
 
     Scopes are applied to the blueprints that have waiting runs (a handful),
     so the query stays one filter whatever the number of runs.
     """
-    if not can_decide(user):
+    own = can_decide(user)
+    principals = [p for p in principals_of(user) if can_decide(p)]
+    if not own and not principals:
         return Run.objects.none()
     waiting = Run.objects.awaiting_decision()
-    if not user.is_superuser:
-        blueprints = waiting.order_by().values_list("blueprint_name", flat=True).distinct()
-        waiting = waiting.filter(blueprint_name__in=allowed_blueprints(user, blueprints, DECIDE))
+    if not (own and user.is_superuser):
+        blueprints = list(waiting.order_by().values_list("blueprint_name", flat=True).distinct())
+        mine = set(allowed_blueprints(user, blueprints, DECIDE))  # the scopes alone
+        allowed = set(mine) if own else set()
+        for principal in principals:
+            allowed |= mine & set(allowed_blueprints(principal, blueprints, DECIDE))
+        waiting = waiting.filter(blueprint_name__in=sorted(allowed))
     return waiting.order_by("updated_at", "run_id")
+
+
+def may_decide_some(user: AnyUser) -> bool:
+    """Whether ``user`` may decide runs: by role, or holding someone's delegation now."""
+    return can_decide(user) or bool(principals_of(user))
+
+
+def delegations_of(user: User) -> tuple[list[Delegation], list[Delegation]]:
+    """The delegations ``user`` gave and holds that have not ended, soonest first."""
+    current = Delegation.objects.filter(ends_at__gt=timezone.now()).select_related(
+        "principal", "delegate"
+    )
+    return (
+        list(current.filter(principal=user).order_by("starts_at", "pk")),
+        list(current.filter(delegate=user).order_by("starts_at", "pk")),
+    )
 
 
 def waiting_count_for(user: AnyUser) -> int:
