@@ -3,13 +3,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from runs import delegation_views, login
+from runs import bulk_views, delegation_views, login
 from runs.views import healthz, home, logout
 
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("approvals/", include("runs.urls")),
+    path("decide/", bulk_views.decide_many, name="decide_many"),
     path("away/", delegation_views.away, name="away"),
     path("away/<int:delegation_id>/end/", delegation_views.away_end, name="away_end"),
     # Both login forms check a username's passwords one attempt at a time (runs.login),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -129,6 +130,37 @@ def _input_field(spec: InputSpec) -> forms.Field:
     return forms.CharField(
         required=False, strip=True, label=label, help_text=help_text, widget=widget
     )
+
+
+class BulkDecisionForm(DecisionForm):
+    """One decision, note and answer for several runs waiting at the same gate.
+
+    ``selection`` carries the suspensions the person was shown (run, gate,
+    since), as JSON; each is decided on its own by the service."""
+
+    LIMIT = 100  # runs decided together at most
+
+    selection = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        del self.fields["gate"], self.fields["suspended_at"]
+        self.fields.pop("on_behalf_of", None)  # deciding for someone else: one run at a time
+
+    def clean_selection(self) -> list[tuple[str, str, datetime]]:
+        try:
+            chosen = json.loads(self.cleaned_data["selection"])
+            shown = [
+                (str(run_id), str(gate), datetime.fromisoformat(since))
+                for run_id, gate, since in chosen
+            ]
+        except (ValueError, TypeError):
+            raise forms.ValidationError(
+                "The selection is damaged: choose the runs again."
+            ) from None
+        if not shown or len(shown) > self.LIMIT:
+            raise forms.ValidationError(f"Choose between 1 and {self.LIMIT} runs.")
+        return shown
 
 
 class ReopenForm(forms.Form):

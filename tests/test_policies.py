@@ -605,3 +605,67 @@ def test_people_with_nothing_to_decide_have_no_out_of_office_page(
     client.force_login(viewer)
     assert client.get("/away/").status_code == 403
     assert "Out of office" not in client.get("/approvals/").content.decode()
+
+
+# --- several runs at once -------------------------------------------------------------
+
+
+def test_an_approver_decides_runs_at_the_same_gate_together(client: Client) -> None:
+    ada, bob = finance("ada", "bob")
+    mine = invoice(requested_by="ada@example.com")  # ada requested it: refused
+    first, second = invoice(), invoice()
+    decide(second, bob, answers=ANSWER)  # bob's approval in: ada's completes it
+    client.force_login(ada)
+    ids = [first.run_id, second.run_id, mine.run_id]
+    page = client.get("/decide/", {"run": ids})
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Decide 3 runs together" in text
+    assert "ada requested this run, so may not decide it" in text
+    assert "1 of 2 approvals — bob@example.com approved" in text
+    assert "Approve 2" in text
+    form = page.context["form"]
+    done = client.post(
+        "/decide/",
+        {
+            "selection": form.initial["selection"],
+            "decision": "approve",
+            "note": "Batch checked",
+            "input_cost_center": "CC-5",
+        },
+        follow=True,
+    ).content.decode()
+    assert "Approved 2 runs." in done
+    made = Decision.objects.filter(decided_by=ada).order_by("run_id")
+    assert sorted(d.run_id for d in made) == sorted([first.run_id, second.run_id])
+    assert {d.note for d in made} == {"Batch checked"}
+    assert {d.answers["cost_center"] for d in made} == {"CC-5"}
+    assert RunAction.objects.filter(run_id=second.run_id).count() == 1  # its quorum is done
+    assert not RunAction.objects.filter(run_id=first.run_id).exists()  # needs one more
+    assert not Decision.objects.filter(run_id=mine.run_id).exists()
+
+
+def test_deciding_together_refuses_runs_at_different_gates_and_damaged_posts(
+    client: Client,
+) -> None:
+    (ada,) = finance("ada")
+    client.force_login(ada)
+    mixed = client.get("/decide/", {"run": [invoice().run_id, start_run().run_id]}, follow=True)
+    assert "Choose runs waiting for a decision at the same gate" in mixed.content.decode()
+    nothing = client.get("/decide/", follow=True)
+    assert "Choose runs waiting for a decision at the same gate" in nothing.content.decode()
+    for selection in ["not json", "[]", '[["a"]]', '[["x", "g", "yesterday"]]', "{}"]:
+        refused = client.post(
+            "/decide/", {"selection": selection, "decision": "approve", "note": "x"}, follow=True
+        )
+        assert refused.status_code == 200
+        assert "choose the runs again" in refused.content.decode() or (
+            "Choose between 1 and" in refused.content.decode()
+        )
+    missing = client.post(
+        "/decide/",
+        {"selection": '[["nope", "g", "2026-11-30T10:00:00+00:00"]]', "decision": "approve"},
+        follow=True,
+    )
+    assert "nope: No run has the id" in missing.content.decode()
+    assert not Decision.objects.exists()

@@ -15,6 +15,12 @@ from runs.models import Decision, Run, RunAction, Step
 from runs.selectors.approvals import decisions_of
 
 
+def runs_by_ids(run_ids: list[str]) -> list[Run]:
+    """The runs with these full ids, in the order given (unknown ids left out)."""
+    found = {run.run_id: run for run in Run.objects.filter(pk__in=run_ids)}
+    return [found[run_id] for run_id in dict.fromkeys(run_ids) if run_id in found]
+
+
 def run_by_id(run_id: str) -> Run | None:
     """A run by its full id, or None."""
     return Run.objects.filter(pk=run_id).first()

@@ -10,6 +10,7 @@ queues. ``approved``, ``note`` and ``by`` reach NeuroCore from here only, and
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
-from runs.errors import ActionInFlight, AlreadyDecided, DecisionRefused
+from runs.errors import ActionInFlight, AlreadyDecided, ConsoleError, DecisionRefused
 from runs.gates import decide_refusal, gate_policy, seat_of, tally_of
 from runs.models import Decision, Run, RunAction, Source
 from runs.permissions import can_decide
@@ -134,6 +135,52 @@ def decision_record(
             run, decision, approvals=(*tally.approvals, decision) if approved else (), actor=actor
         )
     return decision
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A suspension a person was shown: the run, its gate, since when."""
+
+    run_id: str
+    gate: str
+    suspended_at: datetime
+
+
+def decisions_record_many(
+    *,
+    shown: Sequence[Shown],
+    approved: bool,
+    note: str,
+    actor: User,
+    source: Source,
+    answers: Mapping[str, Any] | None = None,
+    client_address: str | None = None,
+) -> list[tuple[Shown, Decision | None, str]]:
+    """Decide several suspensions with one note and answer: each its own decision,
+    each through ``decision_record`` (its own transaction, the same rules).
+
+    Returns, for each of ``shown`` in order, the decision (or None) and why it
+    was refused ("" when recorded). One refusal does not stop the others.
+    """
+    outcomes: list[tuple[Shown, Decision | None, str]] = []
+    for each in shown:
+        try:
+            decision = decision_record(
+                run_id=each.run_id,
+                approved=approved,
+                note=note,
+                shown_gate=each.gate,
+                shown_suspended_at=each.suspended_at,
+                actor=actor,
+                source=source,
+                client_address=client_address,
+                answers=answers,
+            )
+        except (ConsoleError, PermissionDenied) as refused:
+            outcomes.append((each, None, str(refused)))
+        else:
+            outcomes.append((each, decision, ""))
+    return outcomes
 
 
 def policy_record(policy: GatePolicy) -> dict[str, Any]:
