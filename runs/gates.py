@@ -125,12 +125,19 @@ class Tally:
         return f"{count} — {who} approved" if who else count
 
     def counts(self, user: User) -> Decision | None:
-        """The decision of this suspension ``user`` made or that counts for them."""
+        """The decision of this suspension ``user`` made or that counts for them
+        (an imported one by the name it carries)."""
+        names = _names(user)
         return next(
             (
                 d
                 for d in (*self.approvals, self.rejection)
-                if d is not None and (d.decided_by_id == user.pk or d.seat == seat_of(user))
+                if d is not None
+                and (
+                    d.decided_by_id == user.pk
+                    or d.seat == seat_of(user)
+                    or (d.seat.startswith("imported:") and d.seat[9:].lower() in names)
+                )
             ),
             None,
         )

@@ -39,6 +39,10 @@ DECISION_FIELDS = [
     "client_address",
     "gate_message",
     "evidence_digest",
+    "on_behalf_of_identity",
+    "answers",
+    "policy",
+    "settles",
 ]
 
 

@@ -3,6 +3,7 @@ delegation — enforced by the one decision service, on the web and the command 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -669,3 +670,28 @@ def test_deciding_together_refuses_runs_at_different_gates_and_damaged_posts(
     )
     assert "nope: No run has the id" in missing.content.decode()
     assert not Decision.objects.exists()
+
+
+def test_a_quorum_half_way_travels_through_export_and_import(tmp_path: Any) -> None:
+    from io import StringIO
+
+    ada, bob = finance("ada", "bob")
+    run = invoice()
+    decide(run, ada, note="first", answers={"cost_center": "CC-1"})
+    out = StringIO()
+    call_command("runs", "export", "--format", "jsonl", stdout=out)
+    export = tmp_path / "runs.jsonl"
+    export.write_text(out.getvalue())
+    (line,) = [json.loads(text) for text in out.getvalue().splitlines()]
+    assert line["decisions"][0]["answers"] == {"cost_center": "CC-1"}
+    assert line["decisions"][0]["settles"] is False
+    call_command("flush", interactive=False, verbosity=0)
+    ada, bob = finance("ada", "bob")
+
+    call_command("runs", "import", str(export), stdout=StringIO())
+    run.refresh_from_db()
+    (imported,) = Decision.objects.all()
+    assert imported.seat == "imported:ada@example.com"
+    with pytest.raises(DecisionRefused, match="already approved"):
+        decide(run, ada, answers=ANSWER)  # counted once, by the name in the file
+    assert decide(run, bob, answers=ANSWER).resumption is not None

@@ -184,7 +184,7 @@ class Migration(migrations.Migration):
             field=models.CharField(
                 default="",
                 help_text="Whom the decision counts for: user:<id>, or policy.",
-                max_length=40,
+                max_length=200,
             ),
         ),
         migrations.AlterField(

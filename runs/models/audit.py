@@ -72,7 +72,7 @@ class Decision(models.Model):
     )
     on_behalf_of_identity = models.TextField(blank=True)
     seat = models.CharField(
-        max_length=40, default="", help_text="Whom the decision counts for: user:<id>, or policy."
+        max_length=200, default="", help_text="Whom the decision counts for: user:<id>, or policy."
     )
     answers = AgentJSONField(
         default=dict, blank=True, help_text="The decider's answer to the gate's inputs."

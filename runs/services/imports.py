@@ -97,7 +97,9 @@ def _import_batch(batch: list[RunBundle], summary: ImportSummary, *, dry_run: bo
         }.values()
     )
     decisions = [
-        Decision(run_id=bundle.run["run_id"], **decision)
+        # Each counts for the person named, as known where it was exported (a user id
+        # of another console names nobody here).
+        Decision(run_id=bundle.run["run_id"], seat=_imported_seat(decision), **decision)
         for bundle, _ in changed
         for decision in bundle.decisions
     ]
@@ -113,6 +115,12 @@ def _import_batch(batch: list[RunBundle], summary: ImportSummary, *, dry_run: bo
         summary.decisions += Decision.objects.count() - before
 
 
+def _imported_seat(decision: dict[str, Any]) -> str:
+    """Whom an imported decision counts for: the person named in the file."""
+    person = decision.get("on_behalf_of_identity") or decision.get("decided_by_identity")
+    return f"imported:{person or 'unknown'}"[:200]
+
+
 def _waiting_undecided(run_ids: list[str]) -> dict[str, tuple[str | None, Any]]:
     """Of these runs, those waiting here at an approval gate nobody decided: their
     (gate, since)."""
@@ -123,7 +131,7 @@ def _waiting_undecided(run_ids: list[str]) -> dict[str, tuple[str | None, Any]]:
         ).values_list("run_id", "suspended_at_node", "updated_at")
     }
     decided = set(
-        Decision.objects.filter(run_id__in=list(waiting)).values_list(
+        Decision.objects.filter(run_id__in=list(waiting), settles=True).values_list(
             "run_id", "gate", "suspended_at"
         )
     )
@@ -138,6 +146,8 @@ def _decides(bundle: RunBundle, suspension: tuple[str | None, Any]) -> bool:
     """Whether the file carries the decision on that suspension (an export of ours)."""
     gate, since = suspension
     return any(
-        decision.get("gate") == gate and decision.get("suspended_at") == since
+        decision.get("gate") == gate
+        and decision.get("suspended_at") == since
+        and decision.get("settles", True)
         for decision in bundle.decisions
     )
