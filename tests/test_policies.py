@@ -695,3 +695,26 @@ def test_a_quorum_half_way_travels_through_export_and_import(tmp_path: Any) -> N
     with pytest.raises(DecisionRefused, match="already approved"):
         decide(run, ada, answers=ANSWER)  # counted once, by the name in the file
     assert decide(run, bob, answers=ANSWER).resumption is not None
+
+
+def test_an_agent_cannot_walk_past_a_gate_with_half_its_quorum(project: Any) -> None:
+    """One approval of two is a decision, not a settled gate: the store still refuses."""
+    from neurocore.runtime.executor import resume_blueprint
+
+    from runs.store import DjangoRunStore, GateNotDecided
+
+    (ada,) = finance("ada")
+    run = invoice()
+    decide(run, ada, answers=ANSWER)
+    store = DjangoRunStore()
+    with pytest.raises(GateNotDecided, match="Only a decision recorded in the console"):
+        resume_blueprint(
+            run.run_id,
+            project.registry,
+            project.config,
+            resume_data={"approved": True, "by": "ada@example.com"},
+            run_store=store,
+        )
+    store.close()
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUSPENDED

@@ -178,7 +178,7 @@ class DjangoRunStore(RunStore):
     def save_run(self, run: RunRecord) -> str:
         """Upsert the run (as ``SQLiteRunStore``). Raises ``GateNotDecided`` when the run
         waits at an approval gate here and this write would take it past the gate
-        without a ``Decision`` on that suspension: the one rule of approvals holds for
+        without a ``Decision`` settling that suspension: the one rule of approvals holds for
         every writer, agents included."""
         row = run_values(run)
         self._write(self._save_run_row, row)
@@ -243,7 +243,8 @@ class DjangoRunStore(RunStore):
             )
             decided = (
                 Decision.objects.using(self._using)
-                .filter(run_id=row["run_id"], gate=gate, suspended_at=since)
+                # Settled: a quorum's first approvals do not open the gate.
+                .filter(run_id=row["run_id"], gate=gate, suspended_at=since, settles=True)
                 .exists()
             )
             if not (same_suspension or decided):
