@@ -107,14 +107,6 @@ def decision_on(run_id: str, gate: str, suspended_at: datetime) -> Decision | No
     )
 
 
-def current_decision(run: Run) -> Decision | None:
-    """The decision taken on the suspension ``run`` waits at now, if any."""
-    suspension = run.suspension
-    if suspension is None:
-        return None
-    return decision_on(run.run_id, suspension.gate, suspension.since)
-
-
 @dataclass(frozen=True)
 class GateReview:
     """A run's gate as a person reviewing it sees it: the policy, where the decisions
