@@ -39,6 +39,10 @@ DECISION_CSV_COLUMNS = [
     ("gate_message", "gate_message"),
     ("suspended_at", "suspended_at"),
     ("evidence_sha256", "evidence_digest"),
+    # Added with approval policies, after the others: existing readers keep their columns.
+    ("for", "on_behalf_of_identity"),
+    ("answers", "answer_summary"),
+    ("settled_the_gate", "settles"),
 ]
 
 
@@ -60,7 +64,7 @@ class DecisionAdmin(RunIdPrefixSearch):
         "run",
         "gate",
         "verdict",
-        "decided_by_identity",
+        "decider",
         "source",
         "note_shown",
     ]
@@ -85,9 +89,18 @@ class DecisionAdmin(RunIdPrefixSearch):
             inert_text(decision.run_id[:12]),
         )
 
+    @admin.display(description="By", ordering="decided_by_identity")
+    def decider(self, decision: Decision) -> str:
+        return decision.decider
+
     @admin.display(description="Note")
     def note_shown(self, decision: Decision) -> str:
-        return format_html('<bdi class="note">{}</bdi>', Truncator(decision.note).chars(120))
+        answers = decision.answer_summary
+        return format_html(
+            '<bdi class="note">{}</bdi>{}',
+            Truncator(decision.note).chars(120),
+            format_html('<p class="answers">{}</p>', answers) if answers else "",
+        )
 
     @admin.action(description="Export selected decisions as CSV", permissions=["view"])
     def export_csv(
