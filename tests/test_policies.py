@@ -16,13 +16,13 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.utils import timezone
 
+from runs.answers import answers_validate
 from runs.errors import AlreadyDecided, ConsoleError, DecisionRefused
 from runs.gates import gate_policy
 from runs.models import AccessChange, ApprovalPolicy, Decision, Delegation, Run, RunAction
 from runs.policies import (
     GatePolicy,
     OnExpiry,
-    answers_validate,
     declared_policy,
     parse_duration,
     stricter,
@@ -458,6 +458,7 @@ def test_the_review_page_says_how_the_gate_is_decided_and_asks_the_inputs(client
     assert 'name="input_cost_center"' in page  # bob may still decide
     inbox = client.get("/approvals/").content.decode()
     assert "1 of 2 approvals — ada@example.com approved" in inbox
+    assert "Finance decides (Finance leads once overdue)" in inbox
 
 
 def test_the_requester_sees_why_they_cannot_decide(client: Client) -> None:

@@ -18,11 +18,12 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
+from runs.answers import answers_validate
 from runs.errors import ActionInFlight, AlreadyDecided, ConsoleError, DecisionRefused
 from runs.gates import decide_refusal, gate_policy, seat_of, tally_of
 from runs.models import Decision, Run, RunAction, Source
 from runs.permissions import can_decide
-from runs.policies import GatePolicy, answers_validate
+from runs.policies import GatePolicy
 from runs.selectors import decision_on, review_evidence
 from runs.services.actions import action_enqueue, actor_identity, locked_run, open_action
 
