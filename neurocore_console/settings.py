@@ -265,10 +265,20 @@ NEUROCORE_PROJECT_ROOT = Path(
     os.environ.get("NEUROCORE_PROJECT_ROOT", BASE_DIR / "examples" / "demo")
 ).resolve()
 
+# One handler, on the root logger: every line is printed once. Django's own
+# default gives the "django" logger a console handler of its own under DEBUG,
+# which printed each of its lines (the worker's "Task … state=…") twice; its
+# handlers are replaced here by none, so its lines reach the root's.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"forbidden_in_one_line": {"()": "runs.logs.ForbiddenInOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {"runs": {"level": "INFO"}},
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO"},
+        # A refusal (403) is one line, not a traceback: it is the console working.
+        "django.request": {"filters": ["forbidden_in_one_line"]},
+        "runs": {"level": "INFO"},
+    },
 }
