@@ -74,11 +74,16 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Inside the others: its 404 and error pages pass through them as any page does.
+    "runs.middleware.ConsoleErrorPagesMiddleware",
     # Last: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "neurocore_console.urls"
+# With DEBUG on too, a browser is shown the console's error pages, never a traceback
+# or the settings (they go to the log): runs.middleware.ConsoleErrorPagesMiddleware.
+DEFAULT_EXCEPTION_REPORTER = "runs.errorpages.ErrorPageReporter"
 
 TEMPLATES = [
     {
