@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseServerError
 from django.shortcuts import render
+from django.utils.safestring import SafeString, mark_safe
 from django.views import defaults
 from django.views.debug import ExceptionReporter
 
@@ -33,14 +34,17 @@ class ErrorPageReporter(ExceptionReporter):
     def _page(self) -> HttpResponse:
         if self.request is None:  # not a request's error: no page to show
             return HttpResponseServerError("Server error (500)", content_type="text/plain")
-        if self.exc_type is not None and issubclass(
-            self.exc_type, BadRequest | SuspiciousOperation
-        ):
-            return defaults.bad_request(self.request, self.exc_value)
+        error = self.exc_value
+        if isinstance(error, BadRequest | SuspiciousOperation):
+            return defaults.bad_request(self.request, error)
         return defaults.server_error(self.request)
 
-    def get_traceback_html(self) -> str:
-        return super().get_traceback_html() if self.is_email else self._page().content.decode()
+    def get_traceback_html(self) -> SafeString:
+        if self.is_email:
+            return super().get_traceback_html()
+        return mark_safe(self._page().content.decode())  # noqa: S308 — our rendered page
 
-    def get_traceback_text(self) -> str:
-        return super().get_traceback_text() if self.is_email else self._page().content.decode()
+    def get_traceback_text(self) -> SafeString:
+        if self.is_email:
+            return super().get_traceback_text()
+        return mark_safe(self._page().content.decode())  # noqa: S308 — our rendered page
