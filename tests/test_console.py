@@ -425,3 +425,54 @@ def test_lists_say_what_they_list_and_show_what_matters(superuser: Any, client: 
     index = client.get("/admin/").content.decode()
     assert "Recent actions" not in index
     assert "View site" not in index
+
+
+def test_no_admin_leftovers_on_the_pages_people_see(client: Client, superuser: Any) -> None:
+    from tests.conftest import decide
+
+    run = start_run()
+    decision = decide(run, make_user("ada", "Approvers"), note="ok")
+    client.force_login(superuser)
+    runs = client.get(RUNS).content.decode()
+    assert "Select run to view" not in runs
+    assert "<h1>Runs</h1>" in runs
+    assert "<summary>Created</summary>" in runs  # a filter's heading, not "By created"
+    assert "<summary>Status</summary>" in runs
+    assert "By created" not in runs
+    assert "By status" not in runs
+    decisions = client.get(reverse("admin:runs_decision_changelist")).content.decode()
+    assert "<summary>Approved</summary>" in decisions
+    # Rows nobody changes have no "History" (of changes) to show.
+    for page in (
+        reverse("admin:runs_decision_change", args=[decision.pk]),
+        reverse("admin:runs_runaction_change", args=[decision.resumption.pk]),
+    ):
+        html = client.get(page).content.decode()
+        assert "historylink" not in html, page
+        assert client.get(page.replace("/change/", "/history/")).status_code == 404
+    index = client.get(reverse("admin:index")).content.decode()
+    assert "None available" not in index
+    assert "viewsitelink" not in index
+    # Breadcrumbs styled as the admin's own (an <ol class="breadcrumbs">), on every page.
+    for page in (
+        reverse("admin:runs_run_change", args=[run.run_id]),
+        reverse("admin:runs_run_act", args=[run.run_id, "cancel"]),
+    ):
+        html = client.get(page).content.decode()
+        assert '<ol class="breadcrumbs">' in html, page
+        assert '<div class="breadcrumbs">' not in html, page
+    # A favicon on the console's pages and the admin's.
+    for page in (RUNS, reverse("approvals:inbox"), reverse("admin:index")):
+        html = client.get(page).content.decode()
+        assert 'rel="icon" href="/static/runs/favicon.' in html, page
+
+
+def test_the_password_reset_email_is_signed_by_the_console(client: Client, mailoutbox: Any) -> None:
+    make_user("ada", "Approvers")
+    client.post("/accounts/password_reset/", {"email": "ada@example.com"})
+    (email,) = mailoutbox
+    assert email.subject == "Reset your NeuroCore Console password"
+    assert "— NeuroCore Console" in email.body
+    assert "team" not in email.body
+    assert "testserver" not in email.body.split("http://testserver/accounts/reset/")[0]
+    assert "http://testserver/accounts/reset/" in email.body
