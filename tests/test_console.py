@@ -228,6 +228,29 @@ def test_the_dashboard_counts_and_draws(viewer_client: Client) -> None:
     assert len(queries) <= 15
 
 
+def test_the_dashboard_charts_have_scales_and_dates_and_one_tile_per_number(
+    viewer_client: Client,
+) -> None:
+    import re
+
+    from runs.charts import day_label
+
+    now = timezone.now()
+    seed(4, status="completed", duration_ms=2500.0)
+    seed(1, status="completed", duration_ms=900.0, created_at=(now - timedelta(days=2)).isoformat())
+    start_run()  # waiting for a decision
+    html = viewer_client.get(reverse("admin:index")).content.decode()
+    axis = re.findall(r'<text class="axis"[^>]*>([^<]*)</text>', html)
+    assert axis == ["0", "5", "0", "2.5 s"]  # runs a day: 0 to the busiest day; durations
+    assert f">{day_label(now.date())}</text>" in html  # "27 Nov", not "27"
+    assert re.fullmatch(r"\d{1,2} [A-Z][a-z]{2}", day_label(now.date()))
+    tiles = re.findall(r'<a class="tile"[^>]*>(.*?)</a>', html, re.S)
+    waiting = [tile for tile in tiles if "status-suspended" in tile]
+    assert len(waiting) == 1
+    assert "for a decision" in waiting[0]
+    assert not [tile for tile in tiles if "awaiting a decision" in tile]
+
+
 def test_the_dashboard_is_the_same_queries_with_more_runs(viewer_client: Client) -> None:
     seed(2, status="completed", duration_ms=5.0)
     viewer_client.get(reverse("admin:index"))
