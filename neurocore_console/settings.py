@@ -234,6 +234,9 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 RESUME_HEARTBEAT_INTERVAL = float(os.environ.get("RESUME_HEARTBEAT_INTERVAL", "5"))
 RESUME_STALE_AFTER = float(os.environ.get("RESUME_STALE_AFTER", "20"))
 RESUME_WATCHDOG_INTERVAL = float(os.environ.get("RESUME_WATCHDOG_INTERVAL", "5"))
+# A run that says "running" with no progress (a save, a step ending, its worker's
+# heartbeat) for this many seconds is shown as possibly stopped (Run.stall).
+RUN_STALLED_AFTER = float(os.environ.get("RUN_STALLED_AFTER", "600"))
 
 # --- Email ------------------------------------------------------------------
 # Notifications print to the console in development and go out by SMTP

@@ -202,6 +202,13 @@ def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) ->
     if may_decide and waiting and form is None:
         form = _decision_form(run)
     resumption = selectors.latest_resumption(run.run_id)
+    selectors.note_progress([run])
+    shown_form = form if (may_decide and waiting and in_flight is None) else None
+    reopen_form = (
+        ReopenForm()
+        if may_decide and run.status == Run.Status.REJECTED and in_flight is None
+        else None
+    )
     reopening = selectors.reopenings([run]).get(run.run_id)
     # Back on the page after deciding, the run may wait at its next gate: say so
     # (after a reopening it waits at the same gate again, as its banner says).
@@ -234,13 +241,16 @@ def _review_context(run: Run, *, may_decide: bool, form: DecisionForm | None) ->
         "rejection": decisions[0]
         if run.status == Run.Status.REJECTED and decisions and not decisions[0].approved
         else None,
-        "reopen_form": ReopenForm()
-        if may_decide and run.status == Run.Status.REJECTED and in_flight is None
-        else None,
+        "reopen_form": reopen_form,
         "in_flight": in_flight,
         "resumption": resumption,
         "resuming": resumption is not None and resumption.is_open,
-        "form": form if (may_decide and waiting and in_flight is None) else None,
+        "stall": run.stall,
+        # The page follows a run in flight, but never while it holds a form to fill in.
+        "refreshing": ((resumption is not None and resumption.is_open) or run.is_progressing)
+        and shown_form is None
+        and reopen_form is None,
+        "form": shown_form,
         "may_decide": may_decide,
     }
 

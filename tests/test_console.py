@@ -321,13 +321,13 @@ def test_resume_from_the_run_page_with_json_data(operator_client: Client, flag_f
     action = RunAction.objects.get()
     assert (action.kind, action.resume_data, action.state) == ("resume", {"retry": True}, "queued")
     detail = operator_client.get(response["Location"]).content.decode()
-    assert '<meta http-equiv="refresh" content="3">' in detail  # follows the progress
+    assert '<meta name="console-refresh" content="3">' in detail  # follows the progress
 
     from tests.conftest import run_queued_tasks
 
     run_queued_tasks()
     detail = operator_client.get(response["Location"]).content.decode()
-    assert 'http-equiv="refresh"' not in detail
+    assert "console-refresh" not in detail
     assert Run.objects.get(pk=run.pk).status == "completed"
 
 
@@ -499,3 +499,66 @@ def test_the_password_reset_email_is_signed_by_the_console(client: Client, mailo
     assert "team" not in email.body
     assert "testserver" not in email.body.split("http://testserver/accounts/reset/")[0]
     assert "http://testserver/accounts/reset/" in email.body
+
+
+# -- runs that say "running" --------------------------------------------------------------
+
+
+def running_run(quiet_minutes: float) -> str:
+    """A run saved "running" by an agent, with nothing saved for ``quiet_minutes``."""
+    (run_id,) = seed(1, status="running")
+    then = timezone.now() - timedelta(minutes=quiet_minutes)
+    Run.objects.filter(pk=run_id).update(created_at=then, updated_at=then)
+    return run_id
+
+
+def test_a_running_run_without_progress_is_shown_as_possibly_stopped(
+    viewer_client: Client,
+) -> None:
+    stalled = running_run(quiet_minutes=14.2)
+    listing = viewer_client.get(RUNS).content.decode()
+    assert "No progress for 14 minutes" in listing
+    page = viewer_client.get(reverse("admin:runs_run_change", args=[stalled])).content.decode()
+    assert "No progress for 14 minutes — it may have stopped" in page
+    assert "An operator can cancel it, then replay it" in page
+    # Nothing moves: neither page refreshes itself for ever.
+    assert "console-refresh" not in listing
+    assert "console-refresh" not in page
+
+
+def test_a_running_run_that_progresses_is_followed_not_flagged(
+    viewer_client: Client, settings: Any
+) -> None:
+    fresh = running_run(quiet_minutes=1)
+    listing = viewer_client.get(RUNS).content.decode()
+    page = viewer_client.get(reverse("admin:runs_run_change", args=[fresh])).content.decode()
+    assert "No progress" not in listing + page
+    assert '<meta name="console-refresh" content="10">' in listing  # the list follows it
+    assert '<meta name="console-refresh" content="3">' in page
+
+    # Quiet for 14 minutes, but a step ended a minute ago: progress.
+    stepping = running_run(quiet_minutes=14)
+    DjangoRunStore().save_step(
+        make_step(stepping, 0, started_at=(timezone.now() - timedelta(minutes=2)).isoformat())
+    )
+    Run.objects.filter(pk=stepping).update(updated_at=timezone.now() - timedelta(minutes=14))
+    # Quiet for 30 minutes, but the worker resuming it beats its heartbeat: progress.
+    resumed = running_run(quiet_minutes=30)
+    RunAction.objects.create(
+        run_id=resumed,
+        kind=RunAction.Kind.RESUME,
+        requested_by_identity="otto@example.com",
+        state=RunAction.State.RUNNING,
+        heartbeat_at=timezone.now(),
+    )
+    runs = {run.run_id: run for run in Run.objects.filter(pk__in=[stepping, resumed])}
+    selectors.note_progress(runs.values())
+    assert runs[stepping].stall is None
+    assert runs[resumed].stall is None
+    assert "No progress" not in viewer_client.get(RUNS).content.decode()
+
+    settings.RUN_STALLED_AFTER = 60  # a minute: now the quiet one has stalled
+    stalled = Run.objects.get(pk=stepping)
+    selectors.note_progress([stalled])
+    assert stalled.stall is not None
+    assert stalled.stall.label == "No progress for 2 minutes"

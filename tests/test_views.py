@@ -207,7 +207,7 @@ def test_approve_records_redirects_and_shows_progress_then_the_result(
     assert messages_of(response) == ["Approved. The run continues in the background."]
     html = response.content.decode()
     assert "Resuming the run" in html
-    assert '<meta http-equiv="refresh" content="2">' in html
+    assert '<meta name="console-refresh" content="2">' in html
     decision = Decision.objects.get()
     assert (decision.approved, decision.note, decision.source) == (True, "paid", "web")
     assert decision.client_address == "127.0.0.1"
@@ -215,7 +215,7 @@ def test_approve_records_redirects_and_shows_progress_then_the_result(
     run_queued_tasks()
     html = approver_client.get(review_url(run)).content.decode()
     assert "The run completed." in html
-    assert 'http-equiv="refresh"' not in html
+    assert "console-refresh" not in html
 
 
 def test_a_rejection_ends_the_run_rejected_with_the_note(approver_client: Client) -> None:
