@@ -93,6 +93,12 @@ VARIABLES = [
         "worker's threads look for work (checked: stale at least twice the heartbeat)",
         "5, 20, 5",
     ),
+    Variable(
+        ("RUN_STALLED_AFTER",),
+        "seconds without progress (a save, a step ending, its worker's heartbeat) after "
+        "which a running run is shown as possibly stopped",
+        "600 (10 minutes)",
+    ),
 ]
 
 

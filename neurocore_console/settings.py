@@ -74,11 +74,16 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Inside the others: its 404 and error pages pass through them as any page does.
+    "runs.middleware.ConsoleErrorPagesMiddleware",
     # Last: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "neurocore_console.urls"
+# With DEBUG on too, a browser is shown the console's error pages, never a traceback
+# or the settings (they go to the log): runs.middleware.ConsoleErrorPagesMiddleware.
+DEFAULT_EXCEPTION_REPORTER = "runs.errorpages.ErrorPageReporter"
 
 TEMPLATES = [
     {
@@ -229,6 +234,9 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 RESUME_HEARTBEAT_INTERVAL = float(os.environ.get("RESUME_HEARTBEAT_INTERVAL", "5"))
 RESUME_STALE_AFTER = float(os.environ.get("RESUME_STALE_AFTER", "20"))
 RESUME_WATCHDOG_INTERVAL = float(os.environ.get("RESUME_WATCHDOG_INTERVAL", "5"))
+# A run that says "running" with no progress (a save, a step ending, its worker's
+# heartbeat) for this many seconds is shown as possibly stopped (Run.stall).
+RUN_STALLED_AFTER = float(os.environ.get("RUN_STALLED_AFTER", "600"))
 
 # --- Email ------------------------------------------------------------------
 # Notifications print to the console in development and go out by SMTP
@@ -265,10 +273,20 @@ NEUROCORE_PROJECT_ROOT = Path(
     os.environ.get("NEUROCORE_PROJECT_ROOT", BASE_DIR / "examples" / "demo")
 ).resolve()
 
+# One handler, on the root logger: every line is printed once. Django's own
+# default gives the "django" logger a console handler of its own under DEBUG,
+# which printed each of its lines (the worker's "Task … state=…") twice; its
+# handlers are replaced here by none, so its lines reach the root's.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"forbidden_in_one_line": {"()": "runs.logs.ForbiddenInOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {"runs": {"level": "INFO"}},
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO"},
+        # A refusal (403) is one line, not a traceback: it is the console working.
+        "django.request": {"filters": ["forbidden_in_one_line"]},
+        "runs": {"level": "INFO"},
+    },
 }

@@ -6,6 +6,9 @@ from django.urls import include, path
 from runs import bulk_views, delegation_views, login
 from runs.views import healthz, home, logout
 
+# The console's 404 page, also with DEBUG on (runs.middleware.ConsoleErrorPagesMiddleware).
+handler404 = "runs.errorpages.not_found"
+
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),

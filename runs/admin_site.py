@@ -24,6 +24,9 @@ class ConsoleAdminSite(admin.AdminSite):
     site_title = "NeuroCore Console"
     index_title = "Operations"
     site_url = None  # no "View site": the console is the site
+    # The header links to every list; a sidebar repeating them took a quarter of a
+    # 1280 px screen from the runs list (its blueprint names wrapped, columns were cut).
+    enable_nav_sidebar = False
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         """The dashboard above the list of models, for whoever may see runs."""

@@ -18,10 +18,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models import F
+from django_tasks_db.management.commands.db_worker import Worker
 from neurocore.errors import NeuroCoreError
 
-from runs import runtime, worker
-from runs.models import Run, RunAction, Source, Step
+from runs import runtime
+from runs.models import Run, Source, Step
 from runs.runtime import NeuroCoreProject, current_project
 from runs.services.access import (
     group_provision,
@@ -175,9 +176,18 @@ def _execute(project: NeuroCoreProject, blueprint: str, data: dict[str, Any]) ->
 
 
 def _work_off_queue() -> None:
-    """Carry out queued actions here, as ``db_worker`` would."""
-    for action in RunAction.objects.filter(state=RunAction.State.QUEUED):
-        worker.run_action_execute(action_id=action.pk, task_id=action.task_id)
+    """Run the queued tasks here, as ``db_worker --batch`` does: each task is marked
+    done, so the worker that ``make run`` starts next finds none left to skip."""
+    Worker(
+        queue_names=["*"],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="seed-demo",
+        excluded_queue_names=[],
+    ).run()
 
 
 def _upstream_flag(project: NeuroCoreProject) -> Any:

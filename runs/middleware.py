@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+
+from runs.errorpages import not_found
 
 
 class SessionIdleRefreshMiddleware:
@@ -62,3 +65,27 @@ class RefuseNulMiddleware:
                 content_type="text/plain; charset=utf-8",
             )
         return self.get_response(request)
+
+
+class ConsoleErrorPagesMiddleware:
+    """The console's own 404 page with DEBUG on too (``make run``); errors: ``runs.errorpages``.
+
+    With DEBUG on, Django shows anyone, signed in or not, every URL pattern of
+    the console for an unknown address, and a traceback with the settings for an
+    error. The demo is shown to people who are not developers: they get the
+    pages production shows, and the terminal still gets the traceback.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if settings.DEBUG and response.status_code == 404 and request.resolver_match is None:
+            return not_found(request)  # no URL matched: not the list of every pattern
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if settings.DEBUG and isinstance(exception, Http404):
+            return not_found(request, exception)
+        return None

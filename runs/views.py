@@ -258,6 +258,15 @@ def _review_context(
     if waiting and form is None and gate is not None and gate.deciding_as:
         form = _decision_form(run, gate, user)
     resumption = selectors.latest_resumption(run.run_id)
+    selectors.note_progress([run])
+    shown_form = (
+        form if (waiting and in_flight is None and gate is not None and gate.deciding_as) else None
+    )
+    reopen_form = (
+        ReopenForm()
+        if may_decide and run.status == Run.Status.REJECTED and in_flight is None
+        else None
+    )
     reopening = selectors.reopenings([run]).get(run.run_id)
     # Back on the page after deciding, the run may wait at its next gate: say so
     # (after a reopening it waits at the same gate again, as its banner says).
@@ -301,13 +310,16 @@ def _review_context(
         "rejection": decisions[0]
         if run.status == Run.Status.REJECTED and decisions and not decisions[0].approved
         else None,
-        "reopen_form": ReopenForm()
-        if may_decide and run.status == Run.Status.REJECTED and in_flight is None
-        else None,
+        "reopen_form": reopen_form,
         "in_flight": in_flight,
         "resumption": resumption,
         "resuming": resumption is not None and resumption.is_open,
-        "form": form if (waiting and in_flight is None and gate and gate.deciding_as) else None,
+        "stall": run.stall,
+        # The page follows a run in flight, but never while it holds a form to fill in.
+        "refreshing": ((resumption is not None and resumption.is_open) or run.is_progressing)
+        and shown_form is None
+        and reopen_form is None,
+        "form": shown_form,
         "may_decide": may_decide,
     }
 

@@ -380,3 +380,96 @@ def test_two_people_approve_a_gate_with_an_answer_form(
     approval = run.final_context["data"]["approval"]
     assert approval["by"] == "ada@example.com, bob@example.com"
     assert approval["inputs"] == {"cost_center": "CC-4100", "amount_approved": 420.0}
+
+
+def running_run(quiet_minutes: float, **fields: Any) -> str:
+    """A run an agent saved "running", with nothing saved for ``quiet_minutes``."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.store import DjangoRunStore
+    from tests.test_store import make_run
+
+    record = make_run(status="running", **fields)
+    DjangoRunStore().save_run(record)
+    then = timezone.now() - timedelta(minutes=quiet_minutes)
+    Run.objects.filter(pk=record.run_id).update(created_at=then, updated_at=then)
+    return record.run_id
+
+
+def row_of(page: Page, run_id: str) -> Any:
+    return page.locator("#result_list tbody tr", has=page.get_by_text(run_id[:12], exact=True))
+
+
+def test_a_stalled_run_says_so_and_the_list_follows_running_ones(
+    page: Page, live_server: Any
+) -> None:
+    make_user("otto", "Operators")
+    stalled = running_run(quiet_minutes=14.5)
+    moving = running_run(quiet_minutes=0)
+
+    log_in(page, live_server, "otto", "/admin/runs/run/")
+    expect(row_of(page, stalled)).to_contain_text("No progress for 14 minutes")
+    expect(row_of(page, moving)).not_to_contain_text("No progress")
+    row_of(page, stalled).get_by_role("link").first.click()
+    expect(page.locator(".banner.stall")).to_contain_text(
+        "No progress for 14 minutes — it may have stopped"
+    )
+    expect(page.locator('meta[name="console-refresh"]')).to_have_count(0)
+
+    # The list refreshes itself while a run on it is running, and stops after.
+    page.goto(live_server.url + "/admin/runs/run/")
+    expect(page.locator('meta[name="console-refresh"]')).to_have_count(1)
+    Run.objects.filter(pk=moving).update(status=Run.Status.COMPLETED)
+    expect(row_of(page, moving)).to_contain_text("Completed", timeout=30_000)
+    expect(page.locator('meta[name="console-refresh"]')).to_have_count(0)
+
+    # Someone ticking runs on the list is not interrupted by a refresh.
+    another = running_run(quiet_minutes=0)
+    page.reload()
+    row_of(page, another).locator("input[type=checkbox]").check()
+    Run.objects.filter(pk=another).update(status=Run.Status.COMPLETED)
+    page.wait_for_timeout(13_000)  # longer than the list's refresh (10 s)
+    expect(row_of(page, another).locator("input[type=checkbox]")).to_be_checked()
+    expect(row_of(page, another)).to_contain_text("Running")
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_runs_list_fits_and_the_failed_list_shows_the_error(
+    browser: Browser, live_server: Any, width: int
+) -> None:
+    make_user("otto", "Operators")
+    for name in ("content-publication", "vendor-payment", "nightly-import"):
+        running_run(quiet_minutes=60, blueprint_name=name)
+    start_run()  # waiting at its gate, finance_review
+    failed = running_run(quiet_minutes=5, blueprint_name="nightly-import")
+    Run.objects.filter(pk=failed).update(
+        status=Run.Status.FAILED, error="Component 'fetch_feed' failed: upstream unavailable"
+    )
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        log_in(page, live_server, "otto", "/admin/runs/run/")
+        page.screenshot(path=str(SCREENSHOTS / f"runs-list-{width}.png"), full_page=True)
+        if width >= 1280:
+            # Every column within the table's box, no horizontal scrolling.
+            assert page.evaluate(
+                "(() => { const r = document.querySelector('#changelist .results');"
+                " return r.scrollWidth <= r.clientWidth; })()"
+            )
+            # A blueprint and its version, a gate: on one line each.
+            lines = page.evaluate(
+                "[...document.querySelectorAll('td.field-blueprint, td.field-waiting_at')]"
+                ".map(td => { const range = document.createRange(); range.selectNodeContents(td);"
+                " return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size; })"
+            )
+            assert lines
+            assert set(lines) <= {0, 1}, lines
+            expect(page.locator("td.field-waiting_at", has_text="finance_review")).to_be_visible()
+        page.goto(live_server.url + "/admin/runs/run/?status=failed")
+        page.screenshot(path=str(SCREENSHOTS / f"runs-failed-{width}.png"), full_page=True)
+        expect(page.locator("#result_list thead")).to_contain_text("Error")
+        expect(page.locator("td.field-error_shown")).to_contain_text("upstream unavailable")
+    finally:
+        context.close()

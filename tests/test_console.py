@@ -228,6 +228,29 @@ def test_the_dashboard_counts_and_draws(viewer_client: Client) -> None:
     assert len(queries) <= 15
 
 
+def test_the_dashboard_charts_have_scales_and_dates_and_one_tile_per_number(
+    viewer_client: Client,
+) -> None:
+    import re
+
+    from runs.charts import day_label
+
+    now = timezone.now()
+    seed(4, status="completed", duration_ms=2500.0)
+    seed(1, status="completed", duration_ms=900.0, created_at=(now - timedelta(days=2)).isoformat())
+    start_run()  # waiting for a decision
+    html = viewer_client.get(reverse("admin:index")).content.decode()
+    axis = re.findall(r'<text class="axis"[^>]*>([^<]*)</text>', html)
+    assert axis == ["0", "5", "0", "2.5 s"]  # runs a day: 0 to the busiest day; durations
+    assert f">{day_label(now.date())}</text>" in html  # "27 Nov", not "27"
+    assert re.fullmatch(r"\d{1,2} [A-Z][a-z]{2}", day_label(now.date()))
+    tiles = re.findall(r'<a class="tile"[^>]*>(.*?)</a>', html, re.S)
+    waiting = [tile for tile in tiles if "status-suspended" in tile]
+    assert len(waiting) == 1
+    assert "for a decision" in waiting[0]
+    assert not [tile for tile in tiles if "awaiting a decision" in tile]
+
+
 def test_the_dashboard_is_the_same_queries_with_more_runs(viewer_client: Client) -> None:
     seed(2, status="completed", duration_ms=5.0)
     viewer_client.get(reverse("admin:index"))
@@ -298,13 +321,13 @@ def test_resume_from_the_run_page_with_json_data(operator_client: Client, flag_f
     action = RunAction.objects.get()
     assert (action.kind, action.resume_data, action.state) == ("resume", {"retry": True}, "queued")
     detail = operator_client.get(response["Location"]).content.decode()
-    assert '<meta http-equiv="refresh" content="3">' in detail  # follows the progress
+    assert '<meta name="console-refresh" content="3">' in detail  # follows the progress
 
     from tests.conftest import run_queued_tasks
 
     run_queued_tasks()
     detail = operator_client.get(response["Location"]).content.decode()
-    assert 'http-equiv="refresh"' not in detail
+    assert "console-refresh" not in detail
     assert Run.objects.get(pk=run.pk).status == "completed"
 
 
@@ -425,3 +448,117 @@ def test_lists_say_what_they_list_and_show_what_matters(superuser: Any, client: 
     index = client.get("/admin/").content.decode()
     assert "Recent actions" not in index
     assert "View site" not in index
+
+
+def test_no_admin_leftovers_on_the_pages_people_see(client: Client, superuser: Any) -> None:
+    from tests.conftest import decide
+
+    run = start_run()
+    decision = decide(run, make_user("ada", "Approvers"), note="ok")
+    client.force_login(superuser)
+    runs = client.get(RUNS).content.decode()
+    assert "Select run to view" not in runs
+    assert "<h1>Runs</h1>" in runs
+    assert "<summary>Created</summary>" in runs  # a filter's heading, not "By created"
+    assert "<summary>Status</summary>" in runs
+    assert "By created" not in runs
+    assert "By status" not in runs
+    decisions = client.get(reverse("admin:runs_decision_changelist")).content.decode()
+    assert "<summary>Approved</summary>" in decisions
+    # Rows nobody changes have no "History" (of changes) to show.
+    for page in (
+        reverse("admin:runs_decision_change", args=[decision.pk]),
+        reverse("admin:runs_runaction_change", args=[decision.resumption.pk]),
+    ):
+        html = client.get(page).content.decode()
+        assert "historylink" not in html, page
+        assert client.get(page.replace("/change/", "/history/")).status_code == 404
+    index = client.get(reverse("admin:index")).content.decode()
+    assert "None available" not in index
+    assert "viewsitelink" not in index
+    # Breadcrumbs styled as the admin's own (an <ol class="breadcrumbs">), on every page.
+    for page in (
+        reverse("admin:runs_run_change", args=[run.run_id]),
+        reverse("admin:runs_run_act", args=[run.run_id, "cancel"]),
+    ):
+        html = client.get(page).content.decode()
+        assert '<ol class="breadcrumbs">' in html, page
+        assert '<div class="breadcrumbs">' not in html, page
+    # A favicon on the console's pages and the admin's.
+    for page in (RUNS, reverse("approvals:inbox"), reverse("admin:index")):
+        html = client.get(page).content.decode()
+        assert 'rel="icon" href="/static/runs/favicon.' in html, page
+
+
+def test_the_password_reset_email_is_signed_by_the_console(client: Client, mailoutbox: Any) -> None:
+    make_user("ada", "Approvers")
+    client.post("/accounts/password_reset/", {"email": "ada@example.com"})
+    (email,) = mailoutbox
+    assert email.subject == "Reset your NeuroCore Console password"
+    assert "— NeuroCore Console" in email.body
+    assert "team" not in email.body
+    assert "testserver" not in email.body.split("http://testserver/accounts/reset/")[0]
+    assert "http://testserver/accounts/reset/" in email.body
+
+
+# -- runs that say "running" --------------------------------------------------------------
+
+
+def running_run(quiet_minutes: float) -> str:
+    """A run saved "running" by an agent, with nothing saved for ``quiet_minutes``."""
+    (run_id,) = seed(1, status="running")
+    then = timezone.now() - timedelta(minutes=quiet_minutes)
+    Run.objects.filter(pk=run_id).update(created_at=then, updated_at=then)
+    return run_id
+
+
+def test_a_running_run_without_progress_is_shown_as_possibly_stopped(
+    viewer_client: Client,
+) -> None:
+    stalled = running_run(quiet_minutes=14.2)
+    listing = viewer_client.get(RUNS).content.decode()
+    assert "No progress for 14 minutes" in listing
+    page = viewer_client.get(reverse("admin:runs_run_change", args=[stalled])).content.decode()
+    assert "No progress for 14 minutes — it may have stopped" in page
+    assert "An operator can cancel it, then replay it" in page
+    # Nothing moves: neither page refreshes itself for ever.
+    assert "console-refresh" not in listing
+    assert "console-refresh" not in page
+
+
+def test_a_running_run_that_progresses_is_followed_not_flagged(
+    viewer_client: Client, settings: Any
+) -> None:
+    fresh = running_run(quiet_minutes=1)
+    listing = viewer_client.get(RUNS).content.decode()
+    page = viewer_client.get(reverse("admin:runs_run_change", args=[fresh])).content.decode()
+    assert "No progress" not in listing + page
+    assert '<meta name="console-refresh" content="10">' in listing  # the list follows it
+    assert '<meta name="console-refresh" content="3">' in page
+
+    # Quiet for 14 minutes, but a step ended a minute ago: progress.
+    stepping = running_run(quiet_minutes=14)
+    DjangoRunStore().save_step(
+        make_step(stepping, 0, started_at=(timezone.now() - timedelta(minutes=2)).isoformat())
+    )
+    Run.objects.filter(pk=stepping).update(updated_at=timezone.now() - timedelta(minutes=14))
+    # Quiet for 30 minutes, but the worker resuming it beats its heartbeat: progress.
+    resumed = running_run(quiet_minutes=30)
+    RunAction.objects.create(
+        run_id=resumed,
+        kind=RunAction.Kind.RESUME,
+        requested_by_identity="otto@example.com",
+        state=RunAction.State.RUNNING,
+        heartbeat_at=timezone.now(),
+    )
+    runs = {run.run_id: run for run in Run.objects.filter(pk__in=[stepping, resumed])}
+    selectors.note_progress(runs.values())
+    assert runs[stepping].stall is None
+    assert runs[resumed].stall is None
+    assert "No progress" not in viewer_client.get(RUNS).content.decode()
+
+    settings.RUN_STALLED_AFTER = 60  # a minute: now the quiet one has stalled
+    stalled = Run.objects.get(pk=stepping)
+    selectors.note_progress([stalled])
+    assert stalled.stall is not None
+    assert stalled.stall.label == "No progress for 2 minutes"

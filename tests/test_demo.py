@@ -78,3 +78,20 @@ def test_demo_users_log_in_with_the_printed_passwords(
     home = client.get("/")
     assert home["Location"] == lands_on  # each person lands in their place
     assert client.get(lands_on).status_code == 200
+
+
+def test_the_worker_finds_no_task_of_the_seeding_left_to_skip(
+    demo_project: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The seeding runs its tasks as a worker does: `make run`'s worker then has none of
+    them to pick up and skip ("taken over or finished by another task; skipped")."""
+    from django_tasks_db.models import DBTaskResult
+
+    from tests.conftest import run_queued_tasks
+
+    call_command("seed_demo", stdout=StringIO())
+    assert DBTaskResult.objects.exists()
+    assert not DBTaskResult.objects.exclude(status="SUCCESSFUL").exists()
+    with caplog.at_level("INFO", logger="runs"):
+        run_queued_tasks()
+    assert "skipped" not in caplog.text

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -152,6 +152,49 @@ def test_unknown_run_is_a_clear_404(approver_client: Client) -> None:
     assert "No run has the id “nope”" in response.content.decode()
 
 
+DJANGO_DEBUG_PAGE = ("URLconf", "urlpatterns", "Traceback", "DEBUG = True", "SECRET_KEY")
+
+
+@override_settings(DEBUG=True)  # as `make run` serves the demo
+def test_with_debug_on_a_stranger_gets_the_consoles_pages_not_djangos(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    stranger = Client(raise_request_exception=False)
+    missing = stranger.get("/no/such/page/")
+    assert missing.status_code == 404
+    assert "There is nothing at this address." in missing.content.decode()
+    assert not [shown for shown in DJANGO_DEBUG_PAGE if shown in missing.content.decode()]
+
+    def broken() -> None:
+        raise RuntimeError("the database said no")
+
+    monkeypatch.setattr("runs.views.selectors.health", broken)
+    with caplog.at_level("ERROR", logger="django.request"):
+        error = stranger.get("/healthz")
+    assert error.status_code == 500
+    assert "Something went wrong" in error.content.decode()
+    assert not [shown for shown in DJANGO_DEBUG_PAGE if shown in error.content.decode()]
+    assert "the database said no" not in error.content.decode()
+    assert "RuntimeError: the database said no" in caplog.text  # the terminal has it
+
+    refused = stranger.get("/", HTTP_HOST="evil.example")  # a Host not allowed: 400
+    assert refused.status_code == 400
+    assert not [shown for shown in DJANGO_DEBUG_PAGE if shown in refused.content.decode()]
+
+
+@override_settings(DEBUG=True)
+def test_with_debug_on_a_missing_run_is_the_consoles_404(approver_client: Client) -> None:
+    response = approver_client.get(reverse("approvals:review", args=["nope"]))
+    assert response.status_code == 404
+    assert "No run has the id “nope”" in response.content.decode()
+    assert "Back to the console" in response.content.decode()
+    assert not [shown for shown in DJANGO_DEBUG_PAGE if shown in response.content.decode()]
+    unknown = approver_client.get("/admin/no-such-page/")
+    assert unknown.status_code == 404
+    assert "There is nothing at this address." in unknown.content.decode()  # not "Http404"
+    assert approver_client.get("/approvals").status_code == 301  # a missing slash is added
+
+
 # -- deciding ------------------------------------------------------------------------
 
 
@@ -165,7 +208,7 @@ def test_approve_records_redirects_and_shows_progress_then_the_result(
     assert messages_of(response) == ["Approved. The run continues in the background."]
     html = response.content.decode()
     assert "Resuming the run" in html
-    assert '<meta http-equiv="refresh" content="2">' in html
+    assert '<meta name="console-refresh" content="2">' in html
     decision = Decision.objects.get()
     assert (decision.approved, decision.note, decision.source) == (True, "paid", "web")
     assert decision.client_address == "127.0.0.1"
@@ -173,7 +216,7 @@ def test_approve_records_redirects_and_shows_progress_then_the_result(
     run_queued_tasks()
     html = approver_client.get(review_url(run)).content.decode()
     assert "The run completed." in html
-    assert 'http-equiv="refresh"' not in html
+    assert "console-refresh" not in html
 
 
 def test_a_rejection_ends_the_run_rejected_with_the_note(approver_client: Client) -> None:

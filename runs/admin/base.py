@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 
 from runs import (
     converters,  # noqa: F401 — registers <run_id:…>
@@ -52,6 +52,11 @@ class ReadOnlyAdmin(ConsoleModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        """No "History" page: it lists the changes made through the admin, and nobody
+        changes these rows (their own fields say who did what and when)."""
+        raise Http404("These records are never changed, so they have no history of changes.")
 
 
 def csv_safe(value: object) -> object:

@@ -80,7 +80,8 @@ class RunPaginator(Paginator):
 
 
 class RunChangeList(ConsoleChangeList):
-    """Counts the steps of the page's runs only, in one query after paging.
+    """Counts the steps of the page's runs only, in one query after paging (and notes the
+    progress of its running runs: ``selectors.note_progress``).
 
     A per-row count in the listing query would be computed for every row an
     OFFSET skips too (50,000 of them on page 1,000).
@@ -90,11 +91,16 @@ class RunChangeList(ConsoleChangeList):
         """A run's page, its id quoted the one way run ids are (``quote_run_id``)."""
         return reverse("admin:runs_run_change", args=[quote_run_id(result.pk)])
 
+    # Whether a run on the page is running (and not stalled): the page follows it.
+    in_flight = False
+
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         counts = selectors.step_counts([run.run_id for run in self.result_list])
         for run in self.result_list:
             run.step_count = counts.get(run.run_id, 0)
+        selectors.note_progress(self.result_list)
+        self.in_flight = any(run.is_progressing for run in self.result_list)
 
 
 STEPS_PAGE_VAR = "steps"  # the run page's parameter: which page of its steps

@@ -284,8 +284,14 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, run: Run) -> str:
-        return format_html(
+        badge = format_html(
             '<span class="badge status-{}">{}</span>', run.status, run.get_status_display()
+        )
+        stall = run.stall
+        if stall is None:
+            return badge
+        return format_html(
+            '{}<span class="stall-note" title="{}">{}</span>', badge, stall.explanation, stall.label
         )
 
     @admin.display(description="Steps")
@@ -345,13 +351,15 @@ class RunAdmin(ReadOnlyAdmin):
             return super().change_view(request, object_id, form_url, extra_context)
         detail = selectors.run_detail(run, steps_page=request.GET.get(STEPS_PAGE_VAR))
         in_flight = next((a for a in detail.actions if a.is_open), None)
+        selectors.note_progress([run])
         available = selectors.action_preview  # the same rules the services apply
         context = {
             **(extra_context or {}),
             "detail": detail,
             "suspension": run.suspension,
             "in_flight": in_flight,
-            "refreshing": in_flight is not None,
+            "stall": run.stall,
+            "refreshing": in_flight is not None or run.is_progressing,
             "actions": [
                 (kind, RunAction.Kind(kind).label)
                 for kind in ADMIN_RUN_ACTIONS

@@ -10,12 +10,14 @@ store's upserts: ``save()`` and model signals never see those writes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from runs.agentjson import AgentJSONDecoder, AgentJSONEncoder
 from runs.presentation import inert_text
@@ -54,6 +56,47 @@ class Suspension:
     def label(self) -> str:
         """The suspension in plain words, for badges and lists."""
         return "Waiting for a decision" if self.is_approval else "Paused, waiting to be resumed"
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A run that says "running" but has shown no progress for a while: the one definition.
+
+    ``since`` is its last sign of progress (``Run.last_progress``). Past
+    ``settings.RUN_STALLED_AFTER`` seconds without one, the process running it
+    may be gone (killed, its machine lost) while the run still says "running".
+    """
+
+    since: datetime
+    now: datetime
+
+    @property
+    def minutes(self) -> int:
+        return int((self.now - self.since).total_seconds() // 60)
+
+    @property
+    def quiet_for(self) -> str:
+        """How long without progress, in words: 14 minutes, 3 hours, 2 days."""
+        minutes = self.minutes
+        if minutes < 120:
+            return f"{minutes} minute{'' if minutes == 1 else 's'}"
+        if minutes < 48 * 60:
+            return f"{minutes // 60} hours"
+        return f"{minutes // (24 * 60)} days"
+
+    @property
+    def label(self) -> str:
+        """Short, for lists: No progress for 14 minutes."""
+        return f"No progress for {self.quiet_for}"
+
+    @property
+    def explanation(self) -> str:
+        """For the run's page: what it may mean and what can be done."""
+        return (
+            f"No progress for {self.quiet_for} — it may have stopped (the process running "
+            "it killed or its machine lost) while it still says Running. An operator can "
+            "cancel it, then replay it with the same inputs."
+        )
 
 
 def approval_gates(blueprint_snapshot: Any) -> frozenset[str]:
@@ -140,6 +183,10 @@ class Run(models.Model):
     objects = RunQuerySet.as_manager()
     # Not a column: set by RunQuerySet.with_step_counts() and the runs list's page.
     step_count: int
+    # Not a column: a running run's latest sign of progress other than its own save (its
+    # last step's end, the heartbeat of the worker resuming it), set by
+    # selectors.note_progress(); read through ``last_progress``.
+    progress_seen_at: datetime | None = None
 
     class Meta:
         ordering = ["-created_at"]
@@ -208,6 +255,28 @@ class Run(models.Model):
             message=self.suspension_reason or "",
             is_approval=self.awaits_decision,
         )
+
+    @property
+    def last_progress(self) -> datetime:
+        """When the run last showed progress: saved, a step ended, its worker's heartbeat."""
+        seen = self.progress_seen_at
+        return max(self.updated_at, seen) if seen else self.updated_at
+
+    @property
+    def stall(self) -> Stall | None:
+        """Whether a running run has shown no progress for ``RUN_STALLED_AFTER`` seconds."""
+        if self.status != Run.Status.RUNNING:
+            return None
+        now = timezone.now()
+        since = self.last_progress
+        if now - since < timedelta(seconds=settings.RUN_STALLED_AFTER):
+            return None
+        return Stall(since=since, now=now)
+
+    @property
+    def is_progressing(self) -> bool:
+        """Running and not stalled: a page showing it follows it (refreshes itself)."""
+        return self.status == Run.Status.RUNNING and self.stall is None
 
     def gate_config(self, gate: str) -> dict[str, Any]:
         """The config of the approval component ``gate`` in the stored blueprint."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.paginator import Page, Paginator
 from django.db import connection
-from django.db.models import Case, Count, Prefetch, Q, QuerySet, Value, When
+from django.db.models import Case, Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.db.models.expressions import RawSQL
 
 from runs.models import Decision, Run, RunAction, Step
@@ -278,6 +279,30 @@ def step_counts(run_ids: list[str]) -> dict[str, int]:
         .annotate(n=Count("*"))
         .values_list("run_id", "n")
     )
+
+
+def note_progress(runs: Iterable[Run]) -> None:
+    """Set ``progress_seen_at`` on the running runs among ``runs``: the end of their last
+    step, or the last heartbeat of the worker resuming them (its lease), whichever is
+    later. One query, and none when no run is running. ``Run.stall`` reads it."""
+    running = {run.run_id: run for run in runs if run.status == Run.Status.RUNNING}
+    if not running:
+        return
+    last_step = Step.objects.filter(run_id=OuterRef("pk")).order_by("-step_index")
+    lease = RunAction.objects.filter(run_id=OuterRef("pk"), state=RunAction.State.RUNNING)
+    rows = (
+        Run.objects.filter(pk__in=list(running))
+        .annotate(
+            step_started=Subquery(last_step.values("started_at")[:1]),
+            step_ms=Subquery(last_step.values("duration_ms")[:1]),
+            heartbeat=Subquery(lease.order_by().values("heartbeat_at")[:1]),
+        )
+        .values_list("pk", "step_started", "step_ms", "heartbeat")
+    )
+    for run_id, started, took, heartbeat in rows:
+        step_ended = started + timedelta(milliseconds=took or 0) if started else None
+        signs = [instant for instant in (step_ended, heartbeat) if instant is not None]
+        running[run_id].progress_seen_at = max(signs, default=None)
 
 
 def status_breakdown(runs: QuerySet[Run]) -> list[tuple[str, str]]:

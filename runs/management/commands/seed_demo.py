@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -20,9 +21,16 @@ class Command(BaseCommand):
         if demo.demo_seeded():
             self.stdout.write("Demo runs already there: nothing added.")
         else:
-            # No surrounding transaction: NeuroCore's gates write from the store's
-            # helper thread, which must not wait for this thread's lock.
-            made = demo.seed_demo_runs()
+            tasks_log = logging.getLogger("django.tasks")
+            level = tasks_log.level
+            if options["verbosity"] < 2:  # not a line per task the seeding runs
+                tasks_log.setLevel(logging.WARNING)
+            try:
+                # No surrounding transaction: NeuroCore's gates write from the store's
+                # helper thread, which must not wait for this thread's lock.
+                made = demo.seed_demo_runs()
+            finally:
+                tasks_log.setLevel(level)
             self.stdout.write(self.style.SUCCESS(f"Made {made} demo runs."))
         self.stdout.write("Demo users (username / password / role):")
         for user in users:
