@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 
 from runs.services.decisions import NOTE_MAX_LENGTH
+from runs.zones import zone_choices
 
 
 class DecisionForm(forms.Form):
@@ -78,3 +79,15 @@ class ResumeDataForm(forms.Form):
         if not isinstance(value, dict):
             raise forms.ValidationError("Give a JSON object ({…}), not a list or a single value.")
         return value
+
+
+class TimeZoneForm(forms.Form):
+    """The zone a person's pages show instants in; none: their browser's."""
+
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        required=False,
+        choices=lambda: [("", "Your browser's time zone"), *zone_choices()],
+        error_messages={"invalid_choice": "Choose a time zone from the list."},
+        help_text="Type a city's first letters to find it in the list.",
+    )

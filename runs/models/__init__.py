@@ -1,4 +1,4 @@
-"""The console's models, one module per sub-domain (runs, audit, access)."""
+"""The console's models, one module per sub-domain (runs, audit, access, people)."""
 
 from runs.models.access import AccessChange, BlueprintScope
 from runs.models.audit import (
@@ -9,6 +9,7 @@ from runs.models.audit import (
     SuspensionNotice,
     Verdict,
 )
+from runs.models.people import Preference
 from runs.models.runs import (
     APPROVAL_SKILL,
     AgentJSONField,
@@ -29,6 +30,7 @@ __all__ = [
     "BulkRequest",
     "Checkpoint",
     "Decision",
+    "Preference",
     "Run",
     "RunAction",
     "RunQuerySet",

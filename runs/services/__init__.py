@@ -14,5 +14,6 @@ or neither.
 - ``recovery``: actions whose worker was lost;
 - ``notifications``: telling approvers a run waits for them;
 - ``imports``: runs in bulk from NeuroCore files;
-- ``access``: users, groups and scopes, audited.
+- ``access``: users, groups and scopes, audited;
+- ``preferences``: what a person chose for themselves (their time zone).
 """
