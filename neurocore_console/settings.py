@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "runs.middleware.SessionIdleRefreshMiddleware",
+    "runs.middleware.ReaderTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -211,7 +212,11 @@ if env_flag("DJANGO_HTTPS", not DEBUG):
 
 # --- I18N -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
+# Instants are stored in UTC; each reader sees them in their zone (the one they
+# chose, else their browser's: runs.middleware.ReaderTimeZoneMiddleware), this
+# one when neither is known. One format everywhere: runs.presentation.INSTANT_FORMAT.
 TIME_ZONE = "UTC"
+FORMAT_MODULE_PATH = ["neurocore_console.formats"]
 USE_I18N = True
 USE_TZ = True
 

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from runs import bulk_views, delegation_views, login
-from runs.views import healthz, home, logout
+from runs.views import healthz, home, logout, time_zone
 
 # The console's 404 page, also with DEBUG on (runs.middleware.ConsoleErrorPagesMiddleware).
 handler404 = "runs.errorpages.not_found"
@@ -20,6 +20,7 @@ urlpatterns = [
     # ahead of the auth and admin URLs that would otherwise serve them.
     path("accounts/login/", login.login, name="login"),
     path("accounts/logout/", logout, name="logout"),
+    path("accounts/time-zone/", time_zone, name="time_zone"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/login/", login.admin_login),
     path("admin/", admin.site.urls),

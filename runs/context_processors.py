@@ -1,4 +1,4 @@
-"""Values every console page shows: the header's links and the waiting count."""
+"""Values every console page shows: the header's links, the waiting count, the reader's zone."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.utils.functional import SimpleLazyObject
 
 from runs.permissions import can_administer_access, can_view_runs
 from runs.selectors import may_decide_some, waiting_count_for
+from runs.zones import BROWSER_ZONE_COOKIE, default_zone
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,18 @@ def navigation(user: object) -> list[NavLink]:
 
 
 def console(request: HttpRequest) -> dict[str, object]:
-    """The header's links and the number of runs waiting for the user's decision
-    (counted only if shown)."""
+    """The header's links, the number of runs waiting for the user's decision
+    (counted only if shown), and the zone the page's instants are in (for the
+    header and the script that tells the server the browser's zone)."""
+    zone = {
+        "reader_zone": getattr(request, "reader_zone", None) or default_zone(),
+        "zone_cookie": BROWSER_ZONE_COOKIE,
+    }
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {}
+        return zone
     return {
+        **zone,
         "nav": SimpleLazyObject(lambda: navigation(user)),
         "waiting_count": SimpleLazyObject(lambda: waiting_count_for(user)),
     }

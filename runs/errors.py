@@ -1,21 +1,22 @@
 """What the console refuses, with messages meant for the person asking.
 
 Raised by services and the worker, shown as they are by views, the admin and
-the command line. Nothing here imports beyond the models.
+the command line. Nothing here imports beyond the models and how values are shown.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from django.utils import timezone
+from datetime import datetime
 
 from runs.models import Decision, RunAction
+from runs.presentation import instant_text
 
 
-def when(instant: object) -> str:
-    """An instant as the console writes it in messages: ``2026-11-30 10:02:03 UTC``."""
-    return timezone.localtime(instant).strftime("%Y-%m-%d %H:%M:%S %Z")  # type: ignore[arg-type]
+def when(instant: datetime) -> str:
+    """An instant as the console writes it (``30 Nov 2026, 10:02 UTC``), in the zone of
+    whoever reads the message (Django's current zone: the reader's, on a page)."""
+    return instant_text(instant)
 
 
 class ConsoleError(Exception):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -80,10 +81,28 @@ class HasErrorFilter(admin.SimpleListFilter):
 
 
 LAST_24_HOURS = "24h"
+ISO_DAY = re.compile(r"\d{4}-\d\d-\d\d", re.ASCII)
+
+
+def _midnight(day: date, zone: tzinfo | None) -> datetime | None:
+    """The start of ``day`` in ``zone``; None when it is before the first instant a
+    database can hold (1 January of year 1 east of UTC): no bound, then."""
+    start = datetime.combine(day, time.min, tzinfo=zone)
+    try:
+        start.astimezone(UTC)
+    except OverflowError:
+        return None
+    return start
 
 
 class CreatedFilter(admin.ListFilter):
-    """Created today, in the last 7 or 30 days, or between two dates (inclusive)."""
+    """Created today, in the last 7 or 30 days, or between two dates (inclusive).
+
+    Days are the reader's (Django's current time zone). A date that is not one
+    (``2026-02-30``, ``yesterday``) or a From after the To is said above the list
+    and next to the dates, and that range is not applied: the list is never
+    silently empty, nor reset with Django's bare ``?e=1``.
+    """
 
     title = "created"
     template = "admin/runs/created_filter.html"
@@ -98,6 +117,8 @@ class CreatedFilter(admin.ListFilter):
                 value = params.pop(name)
                 self.values[name] = value[-1] if isinstance(value, list) else value
         self.request = request
+        self.error = ""
+        self.start_day, self.end_day = self._range()
 
     def has_output(self) -> bool:
         return True
@@ -126,8 +147,37 @@ class CreatedFilter(admin.ListFilter):
     def _range_given(self) -> bool:
         return bool(self.values.get("created_from") or self.values.get("created_to"))
 
+    def _range(self) -> tuple[date | None, date | None]:
+        """The From and To days asked for; on a mistake, neither, and ``error`` says why."""
+        mistakes = []
+        days: dict[str, date | None] = {}
+        for name, label in (("created_from", "From"), ("created_to", "To")):
+            value = self.values.get(name, "").strip()
+            days[name] = None
+            if not value:
+                continue
+            try:
+                # Only YYYY-MM-DD: fromisoformat also takes 20261130 and 2026-W48-1.
+                if not ISO_DAY.fullmatch(value):
+                    raise ValueError(value)
+                days[name] = date.fromisoformat(value)
+            except ValueError:
+                mistakes.append(f"{label} “{inert_text(value[:40])}” is not a date")
+        start, end = days["created_from"], days["created_to"]
+        if mistakes:
+            self.error = f"{'; '.join(mistakes)}: write dates as YYYY-MM-DD (2026-11-30)."
+        elif start and end and start > end:
+            self.error = (
+                f"From ({start.isoformat()}) is after To ({end.isoformat()}): no run can be "
+                "created in between. Swap the dates or change one."
+            )
+        if self.error:
+            self.error += " The list is not filtered by these dates."
+            return None, None
+        return start, end
+
     def queryset(self, request: HttpRequest, queryset: QuerySet[Run]) -> QuerySet[Run]:
-        now = timezone.localtime()
+        now = timezone.localtime()  # the reader's zone: their days
         preset = self.values.get("created")
         if preset:
             if preset == LAST_24_HOURS:  # the dashboard's "failures in the last 24 h"
@@ -138,26 +188,21 @@ class CreatedFilter(admin.ListFilter):
                 queryset = queryset.filter(created_at__gte=since)
             else:
                 raise IncorrectLookupParameters(f"Unknown period {preset!r}.")
-        if start_day := self._day("created_from"):
-            queryset = queryset.filter(
-                created_at__gte=datetime.combine(start_day, time.min, tzinfo=now.tzinfo)
-            )
-        if (end_day := self._day("created_to")) and end_day < date.max:
-            queryset = queryset.filter(  # up to the end of that day (date.max: no bound)
-                created_at__lt=datetime.combine(
-                    end_day + timedelta(days=1), time.min, tzinfo=now.tzinfo
-                )
-            )
+        if self.error and not getattr(request, "_created_filter_told", False):
+            request._created_filter_told = True  # type: ignore[attr-defined]  # once a page
+            messages.error(request, self.error)
+        first = _midnight(self.start_day, now.tzinfo) if self.start_day else None
+        if first is not None:
+            queryset = queryset.filter(created_at__gte=first)
+        # Up to the end of the To day (date.max: no bound).
+        after = (
+            _midnight(self.end_day + timedelta(days=1), now.tzinfo)
+            if self.end_day and self.end_day < date.max
+            else None
+        )
+        if after is not None:
+            queryset = queryset.filter(created_at__lt=after)
         return queryset
-
-    def _day(self, name: str) -> date | None:
-        value = self.values.get(name)
-        if not value:
-            return None
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise IncorrectLookupParameters(f"{value!r} is not a date (YYYY-MM-DD).") from None
 
     def other_params(self) -> list[tuple[str, str]]:
         """The list's other query parameters, kept by the custom range form."""
@@ -167,6 +212,10 @@ class CreatedFilter(admin.ListFilter):
             if name not in self.PARAMETERS and name != "p"
             for value in values
         ]
+
+    def zone_name(self) -> str:
+        """The zone the days are in (the reader's), as the filter's help says it."""
+        return timezone.get_current_timezone_name()
 
     def range_values(self) -> dict[str, str]:
         """The current custom range, for the filter's little form."""

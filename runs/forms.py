@@ -13,6 +13,7 @@ from django.db import models
 
 from runs.policies import InputSpec
 from runs.services.decisions import NOTE_MAX_LENGTH
+from runs.zones import zone_choices
 
 INPUT_PREFIX = "input_"  # the form field of a gate input: input_<name>
 MYSELF = ""  # deciding as oneself, not for someone whose delegation one holds
@@ -233,3 +234,15 @@ class DelegationForm(forms.Form):
         if user is None:
             raise forms.ValidationError(f"No active console user is “{name}”.")
         return user
+
+
+class TimeZoneForm(forms.Form):
+    """The zone a person's pages show instants in; none: their browser's."""
+
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        required=False,
+        choices=lambda: [("", "Your browser's time zone"), *zone_choices()],
+        error_messages={"invalid_choice": "Choose a time zone from the list."},
+        help_text="Type a city's first letters to find it in the list.",
+    )

@@ -1,4 +1,4 @@
-"""How stored values are shown to people: durations, JSON, summaries of inputs."""
+"""How stored values are shown to people: instants, durations, JSON, summaries of inputs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+
+from django.utils import dateformat, timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 # A lone surrogate: legal in a Python str (and in NeuroCore's JSON), not in UTF-8.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -21,6 +26,39 @@ def displayable(text: str) -> str:
     is the same value (``json.loads`` gives the surrogate back).
     """
     return LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+# The one way the console writes an instant for people (Django's date format
+# characters): "30 Nov 2026, 08:35 CET", in the reader's zone, the zone always
+# said. Pages (the ``instant`` filter), admin columns and detail pages (Django's
+# DATETIME_FORMAT, neurocore_console/formats), emails and messages all use it.
+INSTANT_FORMAT = "j M Y, H:i T"
+
+
+def _in_zone(value: datetime, zone: tzinfo | None) -> datetime:
+    """``value`` in ``zone`` (the reader's: Django's current time zone when None)."""
+    if timezone.is_naive(value):  # the console stores aware instants; naive means UTC
+        value = value.replace(tzinfo=UTC)
+    return timezone.localtime(value, zone)
+
+
+def instant_text(value: datetime, zone: tzinfo | None = None) -> str:
+    """``value`` as people read it: ``30 Nov 2026, 08:35 CET`` (``INSTANT_FORMAT``)."""
+    return dateformat.format(_in_zone(value, zone), INSTANT_FORMAT)
+
+
+def instant_iso(value: datetime, zone: tzinfo | None = None) -> str:
+    """``value`` in ISO 8601 to the second, with its offset: ``2026-11-30T08:35:12+01:00``."""
+    return _in_zone(value, zone).replace(microsecond=0).isoformat()
+
+
+def instant_html(value: datetime | None) -> SafeString:
+    """``value`` for a page: its text in a ``<time>`` whose tooltip is the ISO instant;
+    an em dash when there is none."""
+    if value is None:
+        return format_html("{}", "—")
+    iso = instant_iso(value)
+    return format_html('<time datetime="{}" title="{}">{}</time>', iso, iso, instant_text(value))
 
 
 INPUT_SUMMARY_ITEMS = 3

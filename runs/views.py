@@ -14,17 +14,20 @@ from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from runs import clientip, selectors
 from runs.errors import ConsoleError
-from runs.forms import DecisionForm, ReopenForm
+from runs.forms import DecisionForm, ReopenForm, TimeZoneForm
 from runs.models import Decision, Run, Source
 from runs.permissions import AnyUser, can_decide, can_view_runs, signed_in
-from runs.presentation import input_summary, labelled_fields, pretty_json, step_rows
+from runs.presentation import input_summary, instant_text, labelled_fields, pretty_json, step_rows
 from runs.services.decisions import decision_record
 from runs.services.operations import run_reopen
+from runs.services.preferences import preference_time_zone_set
+from runs.zones import BROWSER_ZONE_COOKIE, zone_named
 
 
 def _may_see_approvals(request: HttpRequest) -> None:
@@ -322,6 +325,38 @@ def _review_context(
         "form": shown_form,
         "may_decide": may_decide,
     }
+
+
+@require_http_methods(["GET", "POST"])
+def time_zone(request: HttpRequest) -> HttpResponse:
+    """Choose the time zone one's pages show instants in (anyone signed in, for themselves)."""
+    chosen = selectors.chosen_time_zone(request.user)
+    form = TimeZoneForm(request.POST or None, initial={"time_zone": chosen})
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                preference_time_zone_set(
+                    actor=signed_in(request.user), time_zone=form.cleaned_data["time_zone"]
+                )
+            except ConsoleError as error:
+                messages.error(request, str(error))
+            else:
+                messages.success(request, "Saved: times are now shown in the zone below.")
+                return redirect("time_zone")
+        status = 400
+    browser = request.COOKIES.get(BROWSER_ZONE_COOKIE, "")
+    return render(
+        request,
+        "time_zone.html",
+        {
+            "form": form,
+            "chosen": chosen,
+            "browser_zone": browser if zone_named(browser) else "",
+            "now_shown": instant_text(timezone.now()),
+        },
+        status=status,
+    )
 
 
 @login_not_required

@@ -473,3 +473,64 @@ def test_the_runs_list_fits_and_the_failed_list_shows_the_error(
         expect(page.locator("td.field-error_shown")).to_contain_text("upstream unavailable")
     finally:
         context.close()
+
+
+JST = re.compile(r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d JST")
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_times_are_in_the_browsers_zone_until_one_is_chosen(
+    browser: Browser, live_server: Any, width: int
+) -> None:
+    """Chromium in Tokyo: every page says JST without anyone choosing; a chosen zone wins."""
+    make_user("ada", "Approvers", "Viewers")
+    run = start_run(amount=250, payee="ACME GmbH")
+    other = start_run(amount=9)
+    from tests.conftest import decide
+
+    decide(other, get_user_model().objects.get(username="ada"), approved=False, note="No.")
+    context = browser.new_context(
+        timezone_id="Asia/Tokyo", viewport={"width": width, "height": 844}
+    )
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        log_in(page, live_server, "ada")  # the login page's script told the server: Tokyo
+        expect(page.locator("td time").first).to_have_text(JST)
+        expect(page.locator("a.zone")).to_have_text("JST")
+        for name, path in [
+            ("review", f"/approvals/{run.run_id}/"),
+            ("rejected", f"/approvals/{other.run_id}/"),
+            ("runs", "/admin/runs/run/"),
+            ("run", f"/admin/runs/run/{run.run_id}/change/"),
+        ]:
+            page.goto(live_server.url + path)
+            expect(page.locator("time").first).to_have_text(JST)
+            tooltip = page.locator("time").first.get_attribute("title") or ""
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+09:00", tooltip), tooltip
+            page.screenshot(path=str(SCREENSHOTS / f"zone-{name}-{width}.png"), full_page=True)
+
+        # Without the cookie (a new browser, say) the page is shown once in UTC, then
+        # again, by itself, in the browser's zone.
+        context.clear_cookies(name="tz")
+        page.goto(live_server.url + "/approvals/")
+        expect(page.locator("td time").first).to_have_text(JST)
+
+        # A zone chosen on the page reached from the header wins over the browser's.
+        page.locator("a.zone").click()
+        page.get_by_label("Time zone").select_option("Europe/Berlin")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_text("Saved: times are now shown in the zone below.")).to_be_visible()
+        expect(page.locator("a.zone")).to_have_text(re.compile(r"^CES?T$"))
+        page.screenshot(path=str(SCREENSHOTS / f"zone-choose-{width}.png"), full_page=True)
+        page.goto(live_server.url + "/approvals/")
+        expect(page.locator("td time").first).to_have_text(re.compile(r" CES?T$"))
+
+        # The runs list's dates: ISO text, a From after the To is said.
+        page.goto(
+            live_server.url + "/admin/runs/run/?created_from=2026-12-01&created_to=2026-11-01"
+        )
+        expect(page.locator(".messagelist")).to_contain_text("is after To (2026-11-01)")
+        page.screenshot(path=str(SCREENSHOTS / f"zone-range-{width}.png"), full_page=True)
+    finally:
+        context.close()

@@ -122,7 +122,8 @@ def test_second_decision_on_the_same_suspension_names_the_first(approver: Any) -
     other = make_user("bob", "Approvers")
     with pytest.raises(
         AlreadyDecided,
-        match=r"Already decided: ada@example.com approved this at \d{4}-\d\d-\d\d [\d:]+ UTC "
+        match=r"Already decided: ada@example.com approved this at "
+        r"\d{1,2} \w{3} \d{4}, \d\d:\d\d UTC "
         r'\("ok"\)',
     ):
         decide(run, other)
@@ -415,7 +416,8 @@ def test_one_background_action_at_a_time(operator: Any) -> None:
     run_resume_request(run_id=run.run_id, resume_data=None, actor=operator, source=Source.WEB)
     with pytest.raises(
         ActionInFlight,
-        match=r"A resume of this run, asked by otto@example\.com at \d{4}-[\d: -]+ UTC, is "
+        match=r"A resume of this run, asked by otto@example\.com at "
+        r"\d{1,2} \w{3} \d{4}, \d\d:\d\d UTC, is "
         "queued",
     ):
         run_cancel(run_id=run.run_id, actor=operator, source=Source.WEB)

@@ -16,7 +16,7 @@ from django.utils.text import Truncator
 from runs import (
     converters,  # noqa: F401 — registers <run_id:…>
 )
-from runs.admin.base import Echo, ReadOnlyAdmin, csv_safe
+from runs.admin.base import Echo, ReadOnlyAdmin, csv_safe, instant_column
 from runs.models import (
     AccessChange,
     BulkRequest,
@@ -60,7 +60,7 @@ class RunIdPrefixSearch(ReadOnlyAdmin):
 @admin.register(Decision)
 class DecisionAdmin(RunIdPrefixSearch):
     list_display = [
-        "decided_at",
+        "decided",
         "run",
         "gate",
         "verdict",
@@ -73,6 +73,8 @@ class DecisionAdmin(RunIdPrefixSearch):
     date_hierarchy = "decided_at"
     actions = ["export_csv"]
     show_full_result_count = False
+
+    decided = instant_column("decided_at", "Decided at")
 
     @admin.display(description="Decision", ordering="approved")
     def verdict(self, decision: Decision) -> str:
@@ -126,7 +128,7 @@ class DecisionAdmin(RunIdPrefixSearch):
 class BulkRequestAdmin(ReadOnlyAdmin):
     """Actions on many runs: how far each got, and what was refused."""
 
-    list_display = ["requested_at", "kind", "requested_by_identity", "state", "progress"]
+    list_display = ["requested", "kind", "requested_by_identity", "state", "progress"]
     list_filter = ["state", "kind"]
     fields = readonly_fields = (
         "kind",
@@ -141,6 +143,8 @@ class BulkRequestAdmin(ReadOnlyAdmin):
     )
     change_form_template = "admin/runs/bulkrequest/change_form.html"
     show_full_result_count = False
+
+    requested = instant_column("requested_at", "Requested at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BulkRequest]:
         return super().get_queryset(request).defer("run_ids")
@@ -165,7 +169,7 @@ class BulkRequestAdmin(ReadOnlyAdmin):
 @admin.register(RunAction)
 class RunActionAdmin(RunIdPrefixSearch):
     list_display = [
-        "requested_at",
+        "requested",
         "kind",
         "run_id",
         "requested_by_identity",
@@ -177,14 +181,18 @@ class RunActionAdmin(RunIdPrefixSearch):
     search_fields = ["requested_by_identity"]  # and a run id prefix: get_search_results
     show_full_result_count = False
 
+    requested = instant_column("requested_at", "Requested at")
+
 
 @admin.register(AccessChange)
 class AccessChangeAdmin(ReadOnlyAdmin):
-    list_display = ["changed_at", "actor_identity", "kind", "target", "what_changed"]
+    list_display = ["changed", "actor_identity", "kind", "target", "what_changed"]
     list_filter = ["kind", "target_type", "changed_at"]
     search_fields = ["actor_identity", "target"]
     date_hierarchy = "changed_at"
     show_full_result_count = False
+
+    changed = instant_column("changed_at", "Changed at")
 
     def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return can_administer_access(request.user)

@@ -17,13 +17,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.text import Truncator
-from django.utils.timesince import timesince
 
 from runs import (
     converters,  # noqa: F401 — registers <run_id:…>
     selectors,
 )
-from runs.admin.base import ReadOnlyAdmin
+from runs.admin.base import ReadOnlyAdmin, instant_column
 from runs.admin.listing import (
     ADMIN_RUN_ACTIONS,
     BULK_SAMPLE,
@@ -302,14 +301,7 @@ class RunAdmin(ReadOnlyAdmin):
     def duration(self, run: Run) -> str:
         return human_duration(run.duration_ms)
 
-    @admin.display(description="Created", ordering="created_at")
-    def created(self, run: Run) -> str:
-        return format_html(
-            '<time datetime="{}" title="{}">{} ago</time>',
-            run.created_at.isoformat(),
-            run.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            timesince(run.created_at),
-        )
+    created = instant_column("created_at", "Created")
 
     def get_list_display(self, request: HttpRequest) -> Any:
         """The failed and rejected runs show their error: it is why one looks at them."""

@@ -1,4 +1,4 @@
-"""The console's models, one module per sub-domain (runs, audit, access)."""
+"""The console's models, one module per sub-domain (runs, audit, access, people)."""
 
 from runs.models.access import AccessChange, ApprovalPolicy, BlueprintScope, Delegation
 from runs.models.audit import (
@@ -9,6 +9,7 @@ from runs.models.audit import (
     SuspensionNotice,
     Verdict,
 )
+from runs.models.people import Preference
 from runs.models.runs import (
     APPROVAL_SKILL,
     AgentJSONField,
@@ -32,6 +33,7 @@ __all__ = [
     "Checkpoint",
     "Decision",
     "Delegation",
+    "Preference",
     "Run",
     "RunAction",
     "RunQuerySet",

@@ -1,6 +1,7 @@
 """Reads for views, admin and commands, with their joins and annotations built in.
 
-One module per kind of page: ``approvals``, ``runs``, ``dashboard``.
+One module per kind of page: ``approvals``, ``runs``, ``dashboard``; ``people`` for
+what a person chose.
 """
 
 from runs.selectors.approvals import (
@@ -34,6 +35,7 @@ from runs.selectors.dashboard import (
     listed_run_count,
     run_count,
 )
+from runs.selectors.people import chosen_time_zone
 from runs.selectors.runs import (
     PREFIX_IDS_LIMIT,
     STEPS_PER_PAGE,
@@ -71,6 +73,7 @@ __all__ = [
     "RunDetail",
     "action_preview",
     "blueprint_names",
+    "chosen_time_zone",
     "dashboard",
     "decision_on",
     "decisions_listed",

@@ -15,5 +15,6 @@ or neither.
 - ``notifications``: telling approvers a run waits for them;
 - ``imports``: runs in bulk from NeuroCore files;
 - ``access``: users, groups, scopes and approval policies, audited;
-- ``delegations``: who decides for someone out of office, audited.
+- ``delegations``: who decides for someone out of office, audited;
+- ``preferences``: what a person chose for themselves (their time zone).
 """

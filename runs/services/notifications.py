@@ -36,7 +36,7 @@ import smtplib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from django.conf import settings
@@ -49,7 +49,8 @@ from django.utils import timezone
 
 from runs.models import Run, SuspensionNotice
 from runs.permissions import can_decide
-from runs.presentation import inert_text
+from runs.presentation import inert_text, instant_text
+from runs.zones import zone_named
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +101,16 @@ def approvers_of(run: Run) -> list[Any]:
         )
         .filter(is_active=True)
         .exclude(email="")
+        .select_related("console_preference")  # their time zone, for the message
         .order_by("pk")
     )
     return [user for user in candidates if can_decide(user, run)]
+
+
+def zone_of(user: Any) -> tzinfo:
+    """The zone ``user`` chose for the console (their email's times are in it), else UTC."""
+    preference = getattr(user, "console_preference", None)  # None: never chose
+    return zone_named(preference.time_zone if preference else "") or UTC
 
 
 def suspensions_announce(*, now: datetime | None = None, limit: int = 100) -> int:
@@ -290,14 +298,15 @@ def _send(run: Run) -> tuple[int, list[str]]:
         return 0, []
     link = review_url(run.run_id)
     subject = notice_subject(run)
-    body = (
-        f"Run {run.run_id} of {run.blueprint_name} waits for your decision at "
-        f"'{run.suspended_at_node}':\n\n    {run.suspension_reason or ''}\n\n"
-        f"Review it and approve or reject: {link}\n"
-    )
     sent, refused = 0, []
     with mailers.default as backend:
         for user in recipients:
+            body = (
+                f"Run {run.run_id} of {run.blueprint_name} waits for your decision at "
+                f"'{run.suspended_at_node}' since {instant_text(run.updated_at, zone_of(user))}:"
+                f"\n\n    {run.suspension_reason or ''}\n\n"
+                f"Review it and approve or reject: {link}\n"
+            )
             message = EmailMessage(subject=subject, body=body, to=[user.email])
             try:
                 sent += backend.send_messages([message]) or 0

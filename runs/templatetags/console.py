@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django import template
+from django.utils.safestring import SafeString
 
 from runs.converters import quote_run_id
-from runs.presentation import inert_text
+from runs.presentation import inert_text, instant_html
 
 register = template.Library()
 
@@ -21,3 +24,10 @@ def inert(value: object) -> str:
 def run_id_in_url(run_id: str) -> str:
     """A run id as the one path segment admin URLs take (``quote_run_id``)."""
     return quote_run_id(run_id)
+
+
+@register.filter
+def instant(value: datetime | None) -> SafeString:
+    """An instant in the reader's zone, the one way the console writes it
+    (``30 Nov 2026, 08:35 CET``), its tooltip the ISO 8601 instant."""
+    return instant_html(value)
