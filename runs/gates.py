@@ -165,12 +165,19 @@ def requesters(run: Run, policy: GatePolicy) -> frozenset[str]:
             for user in _started_by(run):
                 found.update({user.get_username().lower(), (user.email or "").lower()})
             continue
-        value: Any = run.initial_data
-        for key in where.partition(".")[2].split("."):
-            value = value.get(key) if isinstance(value, dict) else None
-        values = value if isinstance(value, list) else [value]
-        found.update(str(item).strip().lower() for item in values if isinstance(item, str | int))
+        found.update(_named(run, where))
     return frozenset(found - {""})
+
+
+def _named(run: Run, where: str) -> frozenset[str]:
+    """The names at ``where`` (``initial_data.<path>``) in the run's inputs."""
+    value: Any = run.initial_data
+    for key in where.partition(".")[2].split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    values = value if isinstance(value, list) else [value]
+    return frozenset(
+        str(item).strip().lower() for item in values if isinstance(item, str | int)
+    ) - {""}
 
 
 def _started_by(run: Run) -> list[User]:
@@ -289,6 +296,12 @@ def decide_refusal(
             f"and {whom} not one.{escalation}"
         )
     requested = requesters(run, policy)
+    if unnamed := [w for w in policy.not_by if w != REQUESTER_STARTED_BY and not _named(run, w)]:
+        return (
+            f"The run does not say who requested it ({', '.join(unnamed)} is empty), and "
+            "its gate keeps requesters from deciding their own runs: nobody can decide "
+            "it. Replay it with the requester named, or cancel it."
+        )
     for someone in {actor, person}:
         if _names(someone) & requested:
             return (

@@ -719,3 +719,13 @@ def test_an_agent_cannot_walk_past_a_gate_with_half_its_quorum(project: Any) -> 
     store.close()
     run.refresh_from_db()
     assert run.status == Run.Status.SUSPENDED
+
+
+@pytest.mark.parametrize("requested_by", [None, "", "  ", {"nested": "x"}])
+def test_a_run_that_does_not_name_its_requester_cannot_be_decided(requested_by: Any) -> None:
+    """Separation of duties fails closed: leaving the requester out does not open the gate."""
+    (ada,) = finance("ada")
+    data = {} if requested_by is None else {"requested_by": requested_by}
+    run = start_run("policy.yaml", amount=420, **data)
+    with pytest.raises(DecisionRefused, match="does not say who requested it"):
+        decide(run, ada, answers=ANSWER)
