@@ -11,9 +11,11 @@ from runs.models.audit import (
 )
 from runs.models.runs import (
     APPROVAL_SKILL,
+    INPUT_VALUE_CHARS,
     AgentJSONField,
     Checkpoint,
     Run,
+    RunInputText,
     RunQuerySet,
     RunTally,
     Step,
@@ -23,6 +25,7 @@ from runs.models.runs import (
 
 __all__ = [
     "APPROVAL_SKILL",
+    "INPUT_VALUE_CHARS",
     "AccessChange",
     "AgentJSONField",
     "BlueprintScope",
@@ -31,6 +34,7 @@ __all__ = [
     "Decision",
     "Run",
     "RunAction",
+    "RunInputText",
     "RunQuerySet",
     "RunTally",
     "Source",

@@ -244,6 +244,38 @@ class RunTally(models.Model):
         return f"{self.day} {self.status}: {self.runs}"
 
 
+class RunInputText(models.Model):
+    """The text of a run's input values (``initial_data``), for search.
+
+    One row per run whose inputs hold a string or a number: those values (each
+    cut to its first ``INPUT_VALUE_CHARS`` characters), one a line, without the
+    keys, brackets or quotes of the JSON, so a search for a key name (``"demo":
+    true``) does not match every run. Kept by database triggers on the runs table
+    (migration 0014) when a run is inserted or its inputs change, whoever writes
+    it; an upsert that updates a run's status does not touch it. Deleted with its
+    run. Never written by the application. Searched through a trigram index
+    (PostgreSQL ``pg_trgm``, SQLite FTS5): ``runs.selectors.runs_matching``.
+    """
+
+    run = models.ForeignKey(
+        Run,
+        on_delete=models.DB_CASCADE,
+        related_name="+",
+        db_column="run_id",
+        db_index=False,  # the unique constraint's index serves lookups by run
+    )
+    text = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run"], name="run_input_text_run_unique")]
+
+    def __str__(self) -> str:
+        return f"inputs of {self.run_id[:12]}"
+
+
+INPUT_VALUE_CHARS = 1000  # per value: inputs can hold whole documents
+
+
 class Step(models.Model):
     """One component invocation within a run (NeuroCore's ``StepRecord``).
 
