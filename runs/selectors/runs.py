@@ -145,9 +145,9 @@ def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
     looked for), the blueprint range, for errors a plain "contains", and for
     inputs a lookup of the run's input text by its key; the newest-first list
     meets each within a page. Inputs are searched for terms of ``TRIGRAM``
-    characters or more: a shorter one is in too many values to list. A term no
-    stored text can hold (NUL, a lone surrogate) matches nothing, without a
-    query.
+    characters or more: no trigram index answers a shorter one, which would read
+    the inputs of every run. A term no stored text can hold (NUL, a lone
+    surrogate) matches nothing, without a query.
     """
     if not term:
         return runs
