@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from runs import selectors
 from runs.admin.listing import RunPaginator
-from runs.models import INPUT_VALUE_CHARS, Run, RunInputText
+from runs.models import INPUT_VALUE_CHARS, Run, RunInputText, RunQuerySet
 from runs.selectors import TRIGRAM, storable
 from runs.selectors import runs as run_selectors
 from runs.selectors.runs import _prefix_upper_bound as prefix_upper_bound
@@ -392,3 +392,25 @@ def test_fts_syntax_terms_find_the_values_that_hold_them() -> None:
         assert matching(term) == [odd], term
     assert matching("a%b") == [odd]
     assert matching("a_b") == []  # "_" is a character here, not a wildcard
+
+
+def test_a_common_search_is_counted_from_the_runs_it_found(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_selectors, "PREFIX_IDS_LIMIT", 2)
+    monkeypatch.setattr(RunPaginator, "SEARCH_CAP", 2)
+    for i in range(3):
+        save(hexid(f"{i}", "1"), i, initial_data={"vendor": "ACME Corp"})
+    save(hexid("4", "1"), 4, initial_data={"vendor": "ACME Corp"}, status="failed", error="x")
+    searched = selectors.runs_matching(Run.objects.all(), "acme")
+    assert isinstance(searched, RunQuerySet)
+    assert len(searched.search_keys) == 3  # PREFIX_IDS_LIMIT + 1 found by the index
+    assert searched.count_up_to(2) == 3  # counted by key: more than 2
+    # Filters the found runs do not pass: every run is tested instead.
+    failed = selectors.runs_matching(Run.objects.filter(status="failed"), "acme")
+    assert isinstance(failed, RunQuerySet)
+    assert failed.count_up_to(2) == 1
+    summary = admin_client.get(f"{RUNS}?q=acme").context["cl"].paginator.summary
+    assert summary.startswith("more than 2 runs")
+    summary = admin_client.get(f"{RUNS}?q=acme&status=failed").context["cl"].paginator.summary
+    assert summary == "1 run"

@@ -27,6 +27,7 @@ from runs.filters import (
 from runs.models import (
     Run,
     RunAction,
+    RunQuerySet,
 )
 
 
@@ -55,13 +56,12 @@ class RunPaginator(Paginator):
     def count(self) -> int:
         if self.known_count is not None:
             return self.known_count
-        # Only keys, unordered: the count reads an index, not the rows.
-        return self.runs.order_by().values("pk")[: self.cap + 1].count()
+        return self.runs.count_up_to(self.cap)
 
     @property
-    def runs(self) -> QuerySet[Run]:
+    def runs(self) -> RunQuerySet:
         """The list being paged (Django's ``object_list``, typed)."""
-        return cast(QuerySet[Run], self.object_list)
+        return cast(RunQuerySet, self.object_list)
 
     @property
     def capped(self) -> bool:

@@ -73,6 +73,37 @@ def approval_gates(blueprint_snapshot: Any) -> frozenset[str]:
 class RunQuerySet(models.QuerySet["Run"]):
     """Read helpers over runs."""
 
+    # Runs a search has already found through its indexes, when it keeps some of
+    # its matches as conditions (``runs.selectors.runs_matching``): a bounded
+    # count starts from them (``count_up_to``). Every copy of the queryset keeps them.
+    search_keys: frozenset[str] = frozenset()
+
+    def _clone(self) -> RunQuerySet:
+        # Django's private copy hook, which every copy of a queryset goes through.
+        clone = super()._clone()  # type: ignore[misc]
+        clone.search_keys = self.search_keys
+        return clone
+
+    def with_search_keys(self, keys: frozenset[str]) -> RunQuerySet:
+        """These runs, knowing that the runs ``keys`` are among them if they pass its
+        filters."""
+        clone = self._clone()
+        clone.search_keys = keys
+        return clone
+
+    def count_up_to(self, cap: int) -> int:
+        """How many runs there are, counting at most ``cap`` + 1 ("more than cap").
+
+        When more than ``cap`` of the search's known matches pass the filters,
+        they answer by key; else every run is tested (the search's conditions,
+        run by run, until ``cap`` + 1 match)."""
+        if len(self.search_keys) > cap:
+            known = self.filter(pk__in=self.search_keys).order_by().values("pk")[: cap + 1]
+            if (count := known.count()) > cap:
+                return count
+        # Only keys, unordered: the count reads an index, not the rows.
+        return self.order_by().values("pk")[: cap + 1].count()
+
     def awaiting_decision(self) -> RunQuerySet:
         """Suspended runs whose current suspension nobody has decided yet."""
         decided = apps.get_model("runs", "Decision").objects.filter(

@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Case, Count, Exists, OuterRef, Prefetch, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 
-from runs.models import Decision, Run, RunAction, RunInputText, Step
+from runs.models import Decision, Run, RunAction, RunInputText, RunQuerySet, Step
 from runs.selectors.approvals import decisions_of
 
 
@@ -166,8 +166,9 @@ def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
     few_ids, few_blueprints, few_errors, few_inputs = (
         len(keys) <= PREFIX_IDS_LIMIT for keys in (ids, blueprints, errors, inputs)
     )
+    keys = frozenset({*ids, *blueprints, *errors, *inputs})
     if few_ids and few_blueprints and few_errors and few_inputs:  # read by key
-        matched = runs.filter(run_id__in={*ids, *blueprints, *errors, *inputs})
+        matched = runs.filter(run_id__in=keys)
     else:
         matched = runs.filter(
             (Q(run_id__in=ids) if few_ids else by_id)
@@ -176,6 +177,8 @@ def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
             | (Q(run_id__in=errors) if few_errors else Q(error__icontains=term))
             | (Q(run_id__in=inputs) if few_inputs else inputs_contain(term))
         )
+        if isinstance(matched, RunQuerySet):  # a count starts from the runs found
+            matched = matched.with_search_keys(keys)
     if not ids or not few_ids:
         return matched
     # The admin's changelist orders the list before searching it: keep that
