@@ -24,8 +24,11 @@ approval component, and where the table has ``awaits_decision`` (migration 0009)
 the waiting runs are marked as waiting for a decision, as the store marks them.
 
 Beyond console_bench.py's pages it times searches in the error text (a word in
-every failed run's error, a phrase in a few, a word in none) and the approvals
-inbox. A page that fails is reported as such instead of stopping the run.
+every failed run's error, a phrase in a few, a word in none), in the inputs (a
+vendor in a tenth of the runs, a topic in ten, a key in all) and the approvals
+inbox. The inputs are ``{"n": …, "vendor": …, "topic": …, "demo": true}``
+(``inputs()``); before migration 0014 they were ``{"n": …}``. A page that
+fails is reported as such instead of stopping the run.
 Pages slower than a second are timed ``--slow-repeat`` times instead of
 ``--repeat``. ``--json`` writes every sample, for combining several passes.
 """
@@ -123,6 +126,19 @@ def run_columns() -> tuple[str, bool]:
     return ", ".join(RUN_COLUMNS + (["awaits_decision"] if awaits else [])), awaits
 
 
+VENDORS = ["ACME Corp", "Globex", "Initech", "Umbrella", "Hooli"] + [
+    f"Vendor {n}" for n in range(5)
+]
+TOPICS = ["Sales", "Support", "Billing", "Onboarding"]
+
+
+def inputs(n: int) -> dict:
+    """Run ``n``'s inputs: ``ACME`` in every tenth run's vendor (100,000 of a million),
+    ``Hiring`` the topic of ten runs (n % 100,000 == 42), ``demo`` a key of all."""
+    topic = "Hiring" if n % 100_000 == 42 else TOPICS[n % len(TOPICS)]
+    return {"n": n, "vendor": VENDORS[n % len(VENDORS)], "topic": topic, "demo": True}
+
+
 def run_rows(count: int, start: datetime, awaits: bool) -> Iterator[tuple]:
     span = timedelta(days=365).total_seconds()
     for n in range(count):
@@ -136,7 +152,7 @@ def run_rows(count: int, start: datetime, awaits: bool) -> Iterator[tuple]:
             SNAPSHOT,
             "sequential",
             status,
-            json.dumps({"n": n}),
+            json.dumps(inputs(n)),
             json.dumps({"data": {"n": n}}),
             f"error {n}" if status == "failed" else None,
             "gate" if status == "suspended" else None,
@@ -296,6 +312,9 @@ def pages(runs: int, big: str) -> list[tuple[str, str]]:
         ("search 'error' (all failed)", "/admin/runs/run/?" + urlencode({"q": "error"})),
         (f"search '{rare}'", "/admin/runs/run/?" + urlencode({"q": rare})),
         ("search 'timeout' (none)", "/admin/runs/run/?" + urlencode({"q": "timeout"})),
+        ("search input 'ACME' (a tenth)", "/admin/runs/run/?" + urlencode({"q": "ACME"})),
+        ("search input 'Hiring' (10 runs)", "/admin/runs/run/?" + urlencode({"q": "Hiring"})),
+        ("search input 'demo' (a key)", "/admin/runs/run/?" + urlencode({"q": "demo"})),
         (f"page {last_page:,}", f"/admin/runs/run/?p={last_page}"),
         ("1,000-step run page", f"/admin/runs/run/{big}/change/"),
         ("dashboard", "/admin/"),

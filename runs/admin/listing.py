@@ -27,6 +27,7 @@ from runs.filters import (
 from runs.models import (
     Run,
     RunAction,
+    RunQuerySet,
 )
 
 
@@ -34,38 +35,43 @@ class RunPaginator(Paginator):
     """Pages of runs that stay fast among a million.
 
     The count is ``known_count`` when given (the runs' tally), else at most
-    ``CAP`` runs counted from an index: "more than 100,000 runs". A page reads
+    ``cap`` runs counted from an index: "more than 100,000 runs". A search counts
+    at most ``SEARCH_CAP``: its common matches are conditions, tested run by run,
+    and a list meets 1,001 of them long before 100,001. A page reads
     its run ids from the listing index first, so an OFFSET skips index
     entries, not rows, then reads those runs by key.
     """
 
     CAP = 100_000
+    SEARCH_CAP = selectors.PREFIX_IDS_LIMIT
 
-    def __init__(self, *args: Any, known_count: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, known_count: int | None = None, cap: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.known_count = known_count
+        self.cap = self.CAP if cap is None else cap
 
     @cached_property
     def count(self) -> int:
         if self.known_count is not None:
             return self.known_count
-        # Only keys, unordered: the count reads an index, not the rows.
-        return self.runs.order_by().values("pk")[: self.CAP + 1].count()
+        return self.runs.count_up_to(self.cap)
 
     @property
-    def runs(self) -> QuerySet[Run]:
+    def runs(self) -> RunQuerySet:
         """The list being paged (Django's ``object_list``, typed)."""
-        return cast(QuerySet[Run], self.object_list)
+        return cast(RunQuerySet, self.object_list)
 
     @property
     def capped(self) -> bool:
-        return self.known_count is None and self.count > self.CAP
+        return self.known_count is None and self.count > self.cap
 
     @property
     def summary(self) -> str:
         """The count in words: 1,234 runs, or more than 100,000 when counting stopped there."""
         if self.capped:
-            return f"more than {self.CAP:,} runs (narrow the list with the filters)"
+            return f"more than {self.cap:,} runs (narrow the list with the filters)"
         return f"{self.count:,} run{'' if self.count == 1 else 's'}"
 
     # Django's private hook for building a page (django-stubs does not declare it;

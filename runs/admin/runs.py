@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import SEARCH_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
@@ -258,8 +258,14 @@ class RunAdmin(ReadOnlyAdmin):
             if given <= TALLIED_PARAMETERS
             else None
         )
+        searched = bool(request.GET.get(SEARCH_VAR, "").strip())
         return RunPaginator(
-            queryset, per_page, orphans, allow_empty_first_page, known_count=known_count
+            queryset,
+            per_page,
+            orphans,
+            allow_empty_first_page,
+            known_count=known_count,
+            cap=RunPaginator.SEARCH_CAP if searched else None,
         )
 
     def get_search_results(

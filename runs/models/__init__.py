@@ -12,9 +12,11 @@ from runs.models.audit import (
 from runs.models.people import Preference
 from runs.models.runs import (
     APPROVAL_SKILL,
+    INPUT_VALUE_CHARS,
     AgentJSONField,
     Checkpoint,
     Run,
+    RunInputText,
     RunQuerySet,
     RunTally,
     Stall,
@@ -25,6 +27,7 @@ from runs.models.runs import (
 
 __all__ = [
     "APPROVAL_SKILL",
+    "INPUT_VALUE_CHARS",
     "AccessChange",
     "AgentJSONField",
     "ApprovalPolicy",
@@ -36,6 +39,7 @@ __all__ = [
     "Preference",
     "Run",
     "RunAction",
+    "RunInputText",
     "RunQuerySet",
     "RunTally",
     "Source",

@@ -116,6 +116,37 @@ def approval_gates(blueprint_snapshot: Any) -> frozenset[str]:
 class RunQuerySet(models.QuerySet["Run"]):
     """Read helpers over runs."""
 
+    # Runs a search has already found through its indexes, when it keeps some of
+    # its matches as conditions (``runs.selectors.runs_matching``): a bounded
+    # count starts from them (``count_up_to``). Every copy of the queryset keeps them.
+    search_keys: frozenset[str] = frozenset()
+
+    def _clone(self) -> RunQuerySet:
+        # Django's private copy hook, which every copy of a queryset goes through.
+        clone = super()._clone()  # type: ignore[misc]
+        clone.search_keys = self.search_keys
+        return clone
+
+    def with_search_keys(self, keys: frozenset[str]) -> RunQuerySet:
+        """These runs, knowing that the runs ``keys`` are among them if they pass its
+        filters."""
+        clone = self._clone()
+        clone.search_keys = keys
+        return clone
+
+    def count_up_to(self, cap: int) -> int:
+        """How many runs there are, counting at most ``cap`` + 1 ("more than cap").
+
+        When more than ``cap`` of the search's known matches pass the filters,
+        they answer by key; else every run is tested (the search's conditions,
+        run by run, until ``cap`` + 1 match)."""
+        if len(self.search_keys) > cap:
+            known = self.filter(pk__in=self.search_keys).order_by().values("pk")[: cap + 1]
+            if (count := known.count()) > cap:
+                return count
+        # Only keys, unordered: the count reads an index, not the rows.
+        return self.order_by().values("pk")[: cap + 1].count()
+
     def awaiting_decision(self) -> RunQuerySet:
         """Suspended runs whose current suspension is not settled yet (a quorum may
         have some of its approvals)."""
@@ -313,6 +344,38 @@ class RunTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.status}: {self.runs}"
+
+
+class RunInputText(models.Model):
+    """The text of a run's input values (``initial_data``), for search.
+
+    One row per run whose inputs hold a string or a number: those values (each
+    cut to its first ``INPUT_VALUE_CHARS`` characters), one a line, without the
+    keys, brackets or quotes of the JSON, so a search for a key name (``"demo":
+    true``) does not match every run. Kept by database triggers on the runs table
+    (migration 0014) when a run is inserted or its inputs change, whoever writes
+    it; an upsert that updates a run's status does not touch it. Deleted with its
+    run. Never written by the application. Searched through a trigram index
+    (PostgreSQL ``pg_trgm``, SQLite FTS5): ``runs.selectors.runs_matching``.
+    """
+
+    run = models.ForeignKey(
+        Run,
+        on_delete=models.DB_CASCADE,
+        related_name="+",
+        db_column="run_id",
+        db_index=False,  # the unique constraint's index serves lookups by run
+    )
+    text = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run"], name="run_input_text_run_unique")]
+
+    def __str__(self) -> str:
+        return f"inputs of {self.run_id[:12]}"
+
+
+INPUT_VALUE_CHARS = 1000  # per value: inputs can hold whole documents
 
 
 class Step(models.Model):

@@ -9,10 +9,21 @@ from typing import Any
 
 from django.core.paginator import Page, Paginator
 from django.db import connection
-from django.db.models import Case, Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.expressions import RawSQL
 
-from runs.models import Decision, Run, RunAction, Step
+from runs.models import Decision, Run, RunAction, RunInputText, RunQuerySet, Step
 from runs.selectors.approvals import decisions_of
 
 
@@ -136,21 +147,25 @@ def run_detail(run: Run, *, steps_page: str | int | None = 1) -> RunDetail:
 
 def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
     """Search: the runs whose id starts with ``term``, whose blueprint name starts
-    with it, or whose error contains it — all three, whichever matches.
+    with it, whose error contains it, or one of whose input values contains it —
+    all four, whichever matches.
 
     Run ids are hex, so a word like ``bad``, ``cafe`` or ``feed`` is often an id
-    prefix too; it must not hide the runs whose error mentions it. The id
-    matches come first, then the others, each in ``runs``' order.
+    prefix too; it must not hide the runs whose error or inputs mention it. The
+    id matches come first, then the others, each in ``runs``' order.
 
     Rare matches are resolved to their ids first, each through its own index, so
     the list and its count read a few rows by key: the id prefix and the
     blueprint prefix as ranges of their indexes, the error text through the
-    error index (migration 0011). Common ones (more than ``PREFIX_IDS_LIMIT``)
-    stay conditions: a range of the primary key for the id prefix (it ranks no
-    run first: no one run is looked for), the blueprint range, and for errors
-    a plain "contains", which the newest-first list meets within a page. A term
-    no stored text can hold (NUL, a lone surrogate) matches nothing, without a
-    query.
+    error index (migration 0011), the inputs through theirs (migration 0014).
+    Common ones (more than ``PREFIX_IDS_LIMIT``) stay conditions: a range of
+    the primary key for the id prefix (it ranks no run first: no one run is
+    looked for), the blueprint range, for errors a plain "contains", and for
+    inputs a lookup of the run's input text by its key; the newest-first list
+    meets each within a page. Inputs are searched for terms of ``TRIGRAM``
+    characters or more: no trigram index answers a shorter one, which would read
+    the inputs of every run. A term no stored text can hold (NUL, a lone
+    surrogate) matches nothing, without a query.
     """
     if not term:
         return runs
@@ -161,22 +176,27 @@ def runs_matching(runs: QuerySet[Run], term: str) -> QuerySet[Run]:
     # case-insensitive, PostgreSQL's collation is not bytewise), then the exact test.
     by_blueprint = id_prefix(term, "blueprint_name") & Q(blueprint_name__startswith=term)
     ids = _first_keys(Run.objects.filter(by_id).order_by("run_id"))
-    # Each text match looked up on its own, through its own index: an OR of the two
+    # Each text match looked up on its own, through its own index: an OR of them
     # would make the database read every run.
     blueprints = _first_keys(runs.filter(by_blueprint).order_by())
     errors = _error_keys(runs, term)
-    few_ids, few_blueprints, few_errors = (
-        len(keys) <= PREFIX_IDS_LIMIT for keys in (ids, blueprints, errors)
+    inputs = _input_keys(term)
+    few_ids, few_blueprints, few_errors, few_inputs = (
+        len(keys) <= PREFIX_IDS_LIMIT for keys in (ids, blueprints, errors, inputs)
     )
-    if few_ids and few_blueprints and few_errors:  # read by key
-        matched = runs.filter(run_id__in={*ids, *blueprints, *errors})
+    keys = frozenset({*ids, *blueprints, *errors, *inputs})
+    if few_ids and few_blueprints and few_errors and few_inputs:  # read by key
+        matched = runs.filter(run_id__in=keys)
     else:
         matched = runs.filter(
             (Q(run_id__in=ids) if few_ids else by_id)
             | (Q(run_id__in=blueprints) if few_blueprints else by_blueprint)
             # Common in errors: a condition the newest-first list meets within a page.
             | (Q(run_id__in=errors) if few_errors else Q(error__icontains=term))
+            | (Q(run_id__in=inputs) if few_inputs else inputs_contain(term))
         )
+        if isinstance(matched, RunQuerySet):  # a count starts from the runs found
+            matched = matched.with_search_keys(keys)
     if not ids or not few_ids:
         return matched
     # The admin's changelist orders the list before searching it: keep that
@@ -211,6 +231,39 @@ def _error_keys(runs: QuerySet[Run], term: str) -> list[str]:
         return [run_id for (run_id,) in cursor.fetchall()]
 
 
+def _input_keys(term: str) -> list[str]:
+    """Up to ``PREFIX_IDS_LIMIT`` + 1 keys of runs one of whose input values contains
+    ``term`` (any case), read from the input text's index alone (migration 0014);
+    the list's filters apply when the keys are used. None for a term shorter than
+    ``TRIGRAM``: no trigram index answers it. PostgreSQL's trigram index serves
+    ``icontains``; on SQLite the FTS5 trigram table answers a phrase query (the
+    term quoted as an FTS5 string: its own syntax, ``"``, ``*``, ``NEAR``, ``-``,
+    parentheses, is then plain text)."""
+    if len(term) < TRIGRAM:
+        return []
+    if connection.vendor != "sqlite":
+        inputs = RunInputText.objects.filter(text__icontains=term)
+        return list(inputs.values_list("run_id", flat=True)[: PREFIX_IDS_LIMIT + 1])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT inputs.run_id FROM runs_runinputtext_fts"
+            " JOIN runs_runinputtext AS inputs ON inputs.id = runs_runinputtext_fts.rowid"
+            " WHERE runs_runinputtext_fts MATCH %s LIMIT %s",
+            [_fts_phrase(term), PREFIX_IDS_LIMIT + 1],
+        )
+        return [run_id for (run_id,) in cursor.fetchall()]
+
+
+def inputs_contain(term: str) -> Q:
+    """Runs one of whose input values contains ``term`` (any case), tested run by
+    run: the run's input text read by its key (the condition a newest-first list
+    evaluates until its page is full). Nothing for a term shorter than ``TRIGRAM``,
+    as ``runs_matching`` searches inputs."""
+    if len(term) < TRIGRAM:
+        return Q(pk__in=[])
+    return Q(Exists(RunInputText.objects.filter(run=OuterRef("pk"), text__icontains=term)))
+
+
 def error_contains(term: str) -> Q:
     """Runs whose error contains ``term`` (any case), answered from the error index
     (migration 0011). PostgreSQL's trigram index serves ``icontains`` itself. On
@@ -221,13 +274,19 @@ def error_contains(term: str) -> Q:
     return Q(run_id__in=RawSQL(query, params))  # noqa: S611 — the term is a parameter
 
 
+def _fts_phrase(term: str) -> str:
+    """``term`` as an FTS5 phrase: a string, in which nothing is FTS5 syntax."""
+    return '"' + term.replace('"', '""') + '"'
+
+
 def _fts_error_query(term: str) -> tuple[str, list[str]]:
     """SQLite: the ids of runs whose error contains ``term``, from the FTS5 trigram
     table: a phrase query for three characters or more, LIKE over the table's errors
     for a shorter term."""
     if len(term) >= TRIGRAM:
-        phrase = '"' + term.replace('"', '""') + '"'
-        return "SELECT run_id FROM runs_run_error_fts WHERE runs_run_error_fts MATCH %s", [phrase]
+        return "SELECT run_id FROM runs_run_error_fts WHERE runs_run_error_fts MATCH %s", [
+            _fts_phrase(term)
+        ]
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return "SELECT run_id FROM runs_run_error_fts WHERE error LIKE %s ESCAPE '\\'", [f"%{escaped}%"]
 
