@@ -93,6 +93,12 @@ VARIABLES = [
         "worker's threads look for work (checked: stale at least twice the heartbeat)",
         "5, 20, 5",
     ),
+    Variable(
+        ("DEADLINES_INTERVAL",),
+        "seconds between the worker's passes over approval deadlines (reminders, "
+        "escalation, expiry): an expiry happens at most this long after its time",
+        "60",
+    ),
 ]
 
 

@@ -229,6 +229,8 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 RESUME_HEARTBEAT_INTERVAL = float(os.environ.get("RESUME_HEARTBEAT_INTERVAL", "5"))
 RESUME_STALE_AFTER = float(os.environ.get("RESUME_STALE_AFTER", "20"))
 RESUME_WATCHDOG_INTERVAL = float(os.environ.get("RESUME_WATCHDOG_INTERVAL", "5"))
+# How often each worker's deadlines thread looks for reminders and expiries due.
+DEADLINES_INTERVAL = float(os.environ.get("DEADLINES_INTERVAL", "60"))
 
 # --- Email ------------------------------------------------------------------
 # Notifications print to the console in development and go out by SMTP

@@ -7,7 +7,12 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+from django.utils.timesince import timesince, timeuntil
+
+from runs.policies import GatePolicy, OnExpiry
 
 # A lone surrogate: legal in a Python str (and in NeuroCore's JSON), not in UTF-8.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -111,6 +116,49 @@ def human_duration(milliseconds: float | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def due_words(due_at: datetime, *, now: datetime) -> str:
+    """A due time in words as seen at ``now``: "Due in 3 hours", "Overdue by 2 days",
+    "Due now" (within a minute either side); the largest unit only."""
+    if abs((due_at - now).total_seconds()) < 60:
+        return "Due now"
+    if due_at > now:
+        return f"Due in {_words(timeuntil(due_at, now, depth=1))}"
+    return f"Overdue by {_words(timesince(due_at, now, depth=1))}"
+
+
+def _words(text: str) -> str:
+    return text.replace("\xa0", " ")  # Django's non-breaking spaces, plain for emails
+
+
+def utc_stamp(moment: datetime) -> str:
+    """An instant as emails write it: ``2026-12-01 14:00 UTC``."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def deadline_sentences(policy: GatePolicy, since: datetime, *, now: datetime) -> list[str]:
+    """When a suspension that began at ``since`` is due and expires under ``policy``,
+    as seen at ``now``, in sentences for emails (none when the policy sets no time)."""
+    lines = []
+    if (due_at := policy.due_at(since)) is not None:
+        lines.append(f"{due_words(due_at, now=now)} (due {utc_stamp(due_at)}).")
+        if policy.escalate_to and due_at > now:
+            lines.append(
+                f"Once overdue, members of {', '.join(sorted(policy.escalate_to))} may decide too."
+            )
+    if (expires_at := policy.expires_at(since)) is not None:
+        outcome = {
+            OnExpiry.REJECT: "it is rejected",
+            OnExpiry.APPROVE: "it is approved",
+            OnExpiry.NONE: "it keeps waiting",
+        }[policy.on_expiry]
+        if expires_at > now:
+            until = _words(timeuntil(expires_at, now, depth=1))
+            lines.append(f"Expires {utc_stamp(expires_at)} (in {until}): then {outcome}.")
+        else:
+            lines.append(f"Expired {utc_stamp(expires_at)}: {outcome}.")
+    return lines
 
 
 def access_change_summary(change: Any) -> str:

@@ -4,6 +4,7 @@ from runs.models.access import AccessChange, ApprovalPolicy, BlueprintScope, Del
 from runs.models.audit import (
     BulkRequest,
     Decision,
+    GateDeadline,
     RunAction,
     Source,
     SuspensionNotice,
@@ -31,6 +32,7 @@ __all__ = [
     "Checkpoint",
     "Decision",
     "Delegation",
+    "GateDeadline",
     "Run",
     "RunAction",
     "RunQuerySet",

@@ -47,9 +47,10 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from runs.gates import gate_policy
 from runs.models import Run, SuspensionNotice
 from runs.permissions import can_decide
-from runs.presentation import inert_text
+from runs.presentation import deadline_sentences, inert_text
 
 logger = logging.getLogger(__name__)
 
@@ -290,9 +291,13 @@ def _send(run: Run) -> tuple[int, list[str]]:
         return 0, []
     link = review_url(run.run_id)
     subject = notice_subject(run)
+    policy = gate_policy(run, run.suspended_at_node or "")
+    sentences = deadline_sentences(policy, run.updated_at, now=timezone.now())
+    deadlines = "".join(f"    {line}\n" for line in sentences) + ("\n" if sentences else "")
     body = (
         f"Run {run.run_id} of {run.blueprint_name} waits for your decision at "
         f"'{run.suspended_at_node}':\n\n    {run.suspension_reason or ''}\n\n"
+        f"{deadlines}"
         f"Review it and approve or reject: {link}\n"
     )
     sent, refused = 0, []
