@@ -13,6 +13,7 @@ from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -39,7 +40,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("approvals:inbox")
 
 
-INBOX_PAGE = 50  # waiting runs a page of the inbox shows, longest waiting first
+INBOX_PAGE = 50  # waiting runs a page of the inbox shows, soonest due first
 
 INBOX_TABS = {
     "waiting": "Waiting",
@@ -51,7 +52,8 @@ INBOX_TABS = {
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
     """Runs waiting for a decision (the user's to make, or, for someone who may only
-    look, everyone's), longest waiting first; or the decisions made lately."""
+    look, everyone's), those due soonest first, then longest waiting; or the
+    decisions made lately."""
     _may_see_approvals(request)
     may_decide = can_decide(request.user)
     tab = request.GET.get("show", "waiting")
@@ -61,6 +63,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "tab": tab,
         "tabs": [(key, label, key == tab) for key, label in INBOX_TABS.items()],
         "may_decide": may_decide,
+        "now": timezone.now(),  # one instant for every row's due time
     }
     if tab == "waiting":
         page = Paginator(selectors.runs_waiting_seen_by(request.user), INBOX_PAGE).get_page(

@@ -9,22 +9,37 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from runs.errors import ConsoleError
-from runs.models import Decision, Run, RunAction, Step
+from runs.models import Decision, GateDeadline, Run, RunAction, Step
 from runs.permissions import DECIDE, AnyUser, allowed_blueprints, can_decide, can_view_runs
 from runs.rules import check_action
 
 
 def runs_waiting_seen_by(user: AnyUser) -> QuerySet[Run]:
     """What the inbox lists for ``user``: the runs they may decide, or, for someone
-    who may only look, every run waiting for a decision; longest waiting first."""
+    who may only look, every run waiting for a decision; in ``by_due_time`` order."""
     if can_decide(user):
         return runs_awaiting_decision_for(user)
     if can_view_runs(user):
-        return Run.objects.awaiting_decision().order_by("updated_at", "run_id")
+        return by_due_time(Run.objects.awaiting_decision())
     return Run.objects.none()
+
+
+def by_due_time(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """``runs`` with their suspension's ``due_at`` and ``expires_at`` (from its
+    ``GateDeadline``; None when the gate sets no time or the worker has not recorded
+    it yet), those with a due time first, earliest first, then longest waiting."""
+    deadline = GateDeadline.objects.filter(
+        run_id=OuterRef("run_id"),
+        gate=OuterRef("suspended_at_node"),
+        suspended_at=OuterRef("updated_at"),
+    )
+    return runs.annotate(
+        due_at=Subquery(deadline.values("due_at")[:1]),
+        expires_at=Subquery(deadline.values("expires_at")[:1]),
+    ).order_by(F("due_at").asc(nulls_last=True), "updated_at", "run_id")
 
 
 INBOX_HISTORY = 50  # decisions shown under "Decided by me" and "Decided recently"
@@ -41,7 +56,7 @@ def decisions_listed(user: AnyUser, *, mine: bool) -> QuerySet[Decision]:
 
 
 def runs_awaiting_decision_for(user: AnyUser) -> QuerySet[Run]:
-    """Runs waiting at a gate that ``user`` may decide, longest waiting first.
+    """Runs waiting at a gate that ``user`` may decide, in ``by_due_time`` order.
 
     Scopes are applied to the blueprints that have waiting runs (a handful),
     so the query stays one filter whatever the number of runs.
@@ -52,7 +67,7 @@ def runs_awaiting_decision_for(user: AnyUser) -> QuerySet[Run]:
     if not user.is_superuser:
         blueprints = waiting.order_by().values_list("blueprint_name", flat=True).distinct()
         waiting = waiting.filter(blueprint_name__in=allowed_blueprints(user, blueprints, DECIDE))
-    return waiting.order_by("updated_at", "run_id")
+    return by_due_time(waiting)
 
 
 def waiting_count_for(user: AnyUser) -> int:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django import template
+from django.utils import timezone
 
 from runs.converters import quote_run_id
-from runs.presentation import inert_text
+from runs.presentation import due_words, inert_text
 
 register = template.Library()
 
@@ -21,3 +24,10 @@ def inert(value: object) -> str:
 def run_id_in_url(run_id: str) -> str:
     """A run id as the one path segment admin URLs take (``quote_run_id``)."""
     return quote_run_id(run_id)
+
+
+@register.filter
+def due_in_words(due_at: datetime | None, now: datetime | None = None) -> str:
+    """A due time in words as of ``now`` (default: the clock): "Due in 3 hours",
+    "Overdue by 2 days"; "" for none."""
+    return due_words(due_at, now=now or timezone.now()) if due_at is not None else ""
