@@ -4,6 +4,7 @@ by time-machine (never by sleeping)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -324,3 +325,26 @@ def test_the_announcement_says_when_it_is_due_and_expires(finance: Any) -> None:
 def test_due_times_in_words(offset: timedelta, words: str) -> None:
     now = datetime(2026, 12, 1, 12, tzinfo=UTC)
     assert due_words(now + offset, now=now) == words
+
+
+def test_two_real_workers_expire_a_gate_once_and_the_run_ends_rejected(
+    start_worker: Any,
+) -> None:
+    # A console policy may bring the gate's expiry forward: to a second.
+    ApprovalPolicy.objects.create(blueprint_pattern="purchase-*", expires=timedelta(seconds=1))
+    run = waiting()
+    for name in ("deadlines-a", "deadlines-b"):
+        start_worker(
+            name,
+            DEADLINES_INTERVAL="0.2",
+            DJANGO_EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        )
+    started = time.monotonic()
+    while Run.objects.get(pk=run.run_id).status != Run.Status.REJECTED:
+        assert time.monotonic() - started < 60, "the workers did not expire the gate"
+        time.sleep(0.2)  # waiting for other processes, not for the clock
+    decision = Decision.objects.get(run_id=run.run_id)
+    assert decision.seat == POLICY_SEAT
+    assert decision.note.startswith("Undecided for 1s: rejected by the gate's expiry policy")
+    assert "The console policy" in decision.note
+    assert RunAction.objects.filter(run_id=run.run_id).count() == 1
