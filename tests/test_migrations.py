@@ -24,5 +24,13 @@ def test_every_run_id_column_sorts_byte_by_byte_on_postgresql() -> None:
         )
         collations = dict(cursor.fetchall())
     assert collations == dict.fromkeys(
-        ["runs_decision", "runs_run", "runs_runaction", "runs_step", "runs_suspensionnotice"], "C"
+        [
+            "runs_decision",
+            "runs_gatedeadline",
+            "runs_run",
+            "runs_runaction",
+            "runs_step",
+            "runs_suspensionnotice",
+        ],
+        "C",
     )

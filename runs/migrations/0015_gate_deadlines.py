@@ -1,7 +1,18 @@
-"""Deadlines of suspensions at approval gates: due, expiry, reminders (runs.services.deadlines)."""
+"""Deadlines of suspensions at approval gates: due, expiry, reminders (runs.services.deadlines).
+
+Its run id sorts byte by byte on PostgreSQL, as every run id column does (0005):
+the inbox joins it to the runs by run id.
+"""
 
 import django.db.models.deletion
 from django.db import migrations, models
+
+
+def byte_order(apps, schema_editor) -> None:
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(
+            'ALTER TABLE runs_gatedeadline ALTER COLUMN run_id TYPE text COLLATE "C"'
+        )
 
 
 class Migration(migrations.Migration):
@@ -35,4 +46,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('run', 'gate', 'suspended_at'), name='deadline_one_per_suspension')],
             },
         ),
+        migrations.RunPython(byte_order, migrations.RunPython.noop),
     ]

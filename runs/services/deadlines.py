@@ -57,7 +57,9 @@ EXPIRY_IDENTITY = "Expiry policy"  # who decided, in the audit, when the policy 
 
 @dataclass
 class DeadlineSweep:
-    """What one pass did: deadlines recorded, reminder emails sent, expiries decided."""
+    """What one pass did: deadlines recorded (two workers recording the same ones at
+    once both count them; the table holds them once), reminder emails sent,
+    expiries decided."""
 
     recorded: int = 0
     reminded: int = 0
