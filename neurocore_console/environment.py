@@ -99,6 +99,12 @@ VARIABLES = [
         "which a running run is shown as possibly stopped",
         "600 (10 minutes)",
     ),
+    Variable(
+        ("DEADLINES_INTERVAL",),
+        "seconds between the worker's passes over approval deadlines (reminders, "
+        "escalation, expiry): an expiry happens at most this long after its time",
+        "60",
+    ),
 ]
 
 

@@ -242,6 +242,8 @@ RESUME_WATCHDOG_INTERVAL = float(os.environ.get("RESUME_WATCHDOG_INTERVAL", "5")
 # A run that says "running" with no progress (a save, a step ending, its worker's
 # heartbeat) for this many seconds is shown as possibly stopped (Run.stall).
 RUN_STALLED_AFTER = float(os.environ.get("RUN_STALLED_AFTER", "600"))
+# How often each worker's deadlines thread looks for reminders and expiries due.
+DEADLINES_INTERVAL = float(os.environ.get("DEADLINES_INTERVAL", "60"))
 
 # --- Email ------------------------------------------------------------------
 # Notifications print to the console in development and go out by SMTP

@@ -17,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from runs import charts, selectors
 from runs.models import Run
 from runs.permissions import can_administer_access, can_view_runs
+from runs.presentation import human_duration
 
 
 class ConsoleAdminSite(admin.AdminSite):
@@ -46,6 +47,17 @@ class ConsoleAdminSite(admin.AdminSite):
                 durations_chart=durations_chart,
                 duration_rows=duration_rows,
                 duration_sample=f"{selectors.DURATION_SAMPLE:,}",
+                decision_days=selectors.DECISION_DAYS,
+                decision_rows=[
+                    (
+                        times.blueprint,
+                        times.decisions,
+                        _seconds(times.median),
+                        _seconds(times.p90),
+                        times.overdue,
+                    )
+                    for times in figures.decision_times
+                ],
             )
         return super().index(request, context)
 
@@ -86,3 +98,7 @@ class ConsoleAdminSite(admin.AdminSite):
         model's permissions). Not ``is_staff``: roles say who may do what."""
         user = request.user
         return user.is_active and (can_view_runs(user) or can_administer_access(user))
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else human_duration(value * 1000)

@@ -90,7 +90,7 @@ def duration_words(value: timedelta) -> str:
         if seconds % size == 0:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} seconds"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 @dataclass(frozen=True)

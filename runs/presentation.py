@@ -13,6 +13,9 @@ from typing import Any
 from django.utils import dateformat, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.timesince import timesince, timeuntil
+
+from runs.policies import GatePolicy, OnExpiry
 
 # A lone surrogate: legal in a Python str (and in NeuroCore's JSON), not in UTF-8.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -149,6 +152,47 @@ def human_duration(milliseconds: float | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def due_words(due_at: datetime, *, now: datetime) -> str:
+    """A due time in words as seen at ``now``: "Due in 3 hours", "Overdue by 2 days",
+    "Due now" (within a minute either side); the largest unit only."""
+    if abs((due_at - now).total_seconds()) < 60:
+        return "Due now"
+    if due_at > now:
+        return f"Due in {_words(timeuntil(due_at, now, depth=1))}"
+    return f"Overdue by {_words(timesince(due_at, now, depth=1))}"
+
+
+def _words(text: str) -> str:
+    return text.replace("\xa0", " ")  # Django's non-breaking spaces, plain for emails
+
+
+def deadline_sentences(
+    policy: GatePolicy, since: datetime, *, now: datetime, zone: tzinfo | None = None
+) -> list[str]:
+    """When a suspension that began at ``since`` is due and expires under ``policy``,
+    as seen at ``now``, in sentences for emails (none when the policy sets no time),
+    its instants in ``zone`` (default: the current zone)."""
+    lines = []
+    if (due_at := policy.due_at(since)) is not None:
+        lines.append(f"{due_words(due_at, now=now)} (due {instant_text(due_at, zone)}).")
+        if policy.escalate_to and due_at > now:
+            lines.append(
+                f"Once overdue, members of {', '.join(sorted(policy.escalate_to))} may decide too."
+            )
+    if (expires_at := policy.expires_at(since)) is not None:
+        outcome = {
+            OnExpiry.REJECT: "it is rejected",
+            OnExpiry.APPROVE: "it is approved",
+            OnExpiry.NONE: "it keeps waiting",
+        }[policy.on_expiry]
+        if expires_at > now:
+            until = _words(timeuntil(expires_at, now, depth=1))
+            lines.append(f"Expires {instant_text(expires_at, zone)} (in {until}): then {outcome}.")
+        else:
+            lines.append(f"Expired {instant_text(expires_at, zone)}: {outcome}.")
+    return lines
 
 
 def access_change_summary(change: Any) -> str:

@@ -43,7 +43,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("approvals:inbox")
 
 
-INBOX_PAGE = 50  # waiting runs a page of the inbox shows, longest waiting first
+INBOX_PAGE = 50  # waiting runs a page of the inbox shows, soonest due first
 
 INBOX_TABS = {
     "waiting": "Waiting",
@@ -55,7 +55,8 @@ INBOX_TABS = {
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
     """Runs waiting for a decision (the user's to make, or, for someone who may only
-    look, everyone's), longest waiting first; or the decisions made lately."""
+    look, everyone's), those due soonest first, then longest waiting; or the
+    decisions made lately."""
     _may_see_approvals(request)
     may_decide = selectors.may_decide_some(request.user)
     tab = request.GET.get("show", "waiting")
@@ -65,6 +66,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "tab": tab,
         "tabs": [(key, label, key == tab) for key, label in INBOX_TABS.items()],
         "may_decide": may_decide,
+        "now": timezone.now(),  # one instant for every row's due time
     }
     if tab == "waiting":
         page = Paginator(selectors.runs_waiting_seen_by(request.user), INBOX_PAGE).get_page(

@@ -26,6 +26,7 @@ def test_every_run_id_column_sorts_byte_by_byte_on_postgresql() -> None:
     assert collations == dict.fromkeys(
         [
             "runs_decision",
+            "runs_gatedeadline",
             "runs_run",
             "runs_runaction",
             "runs_runinputtext",

@@ -729,3 +729,27 @@ def test_a_run_that_does_not_name_its_requester_cannot_be_decided(requested_by: 
     run = start_run("policy.yaml", amount=420, **data)
     with pytest.raises(DecisionRefused, match="does not say who requested it"):
         decide(run, ada, answers=ANSWER)
+
+
+def test_a_console_policy_saved_in_the_admin_moves_the_due_times_of_waiting_runs(
+    admin_client: Client,
+) -> None:
+    from runs.models import GateDeadline
+    from runs.services.deadlines import deadlines_apply
+
+    finance("ada")
+    run = invoice()  # due 24h after it began to wait, by its blueprint
+    deadlines_apply()
+    deadline = GateDeadline.objects.get(run_id=run.run_id)
+    assert deadline.due_at == run.updated_at + timedelta(hours=24)
+    response = admin_client.post(
+        "/admin/runs/approvalpolicy/add/",
+        {"blueprint_pattern": "invoice", "gate_pattern": "*", "due": "01:00:00"},
+    )
+    assert response.status_code == 302
+    deadline.refresh_from_db()
+    assert deadline.due_at == run.updated_at + timedelta(hours=1)  # the stricter, at once
+    policy = ApprovalPolicy.objects.get()
+    admin_client.post(f"/admin/runs/approvalpolicy/{policy.pk}/delete/", {"post": "yes"})
+    deadline.refresh_from_db()
+    assert deadline.due_at == run.updated_at + timedelta(hours=24)

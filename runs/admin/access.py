@@ -22,6 +22,7 @@ from runs.services.access import (
     access_form_saved,
     access_state,
 )
+from runs.services.deadlines import deadlines_recompute
 
 
 class AccessAuditedAdmin(ConsoleModelAdmin):
@@ -96,7 +97,10 @@ class BlueprintScopeAdmin(AccessAuditedAdmin):
 
 @admin.register(ApprovalPolicy)
 class ApprovalPolicyAdmin(AccessAuditedAdmin):
-    """Console approval policies: they tighten what blueprints declare, never loosen it."""
+    """Console approval policies: they tighten what blueprints declare, never loosen it.
+
+    A saved or deleted policy moves the due and expiry times of the runs waiting
+    under it (``deadlines_recompute``, in the admin's transaction)."""
 
     list_display = [
         "blueprint_pattern",
@@ -112,6 +116,26 @@ class ApprovalPolicyAdmin(AccessAuditedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovalPolicy]:
         return super().get_queryset(request).prefetch_related("approvers")
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # The policy as it was: runs its old patterns matched may be freed of its times.
+        stored = ApprovalPolicy.objects.filter(pk=obj.pk).first() if change else None
+        request._policy_before = stored  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # its groups, then the times
+        before = getattr(request, "_policy_before", None)
+        deadlines_recompute(policies=[p for p in (before, form.instance) if p is not None])
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        deadlines_recompute(policies=[obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        deleted = list(queryset)
+        super().delete_queryset(request, queryset)
+        deadlines_recompute(policies=deleted)
 
     @admin.display(description="Approvers")
     def approver_names(self, policy: ApprovalPolicy) -> str:

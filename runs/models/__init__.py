@@ -1,4 +1,4 @@
-"""The console's models, one module per sub-domain (runs, audit, access, people)."""
+"""The console's models, a module per sub-domain: runs, states, audit, deadlines, access, people."""
 
 from runs.models.access import AccessChange, ApprovalPolicy, BlueprintScope, Delegation
 from runs.models.audit import (
@@ -9,6 +9,7 @@ from runs.models.audit import (
     SuspensionNotice,
     Verdict,
 )
+from runs.models.deadlines import GateDeadline
 from runs.models.people import Preference
 from runs.models.runs import (
     APPROVAL_SKILL,
@@ -19,11 +20,10 @@ from runs.models.runs import (
     RunInputText,
     RunQuerySet,
     RunTally,
-    Stall,
     Step,
-    Suspension,
     approval_gates,
 )
+from runs.models.states import Stall, Suspension
 
 __all__ = [
     "APPROVAL_SKILL",
@@ -36,6 +36,7 @@ __all__ = [
     "Checkpoint",
     "Decision",
     "Delegation",
+    "GateDeadline",
     "Preference",
     "Run",
     "RunAction",

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from runs.errors import ConsoleError
@@ -23,7 +23,7 @@ from runs.gates import (
     principals_of,
     tally_of,
 )
-from runs.models import Decision, Delegation, Run, RunAction, Step
+from runs.models import Decision, Delegation, GateDeadline, Run, RunAction, Step
 from runs.permissions import DECIDE, AnyUser, allowed_blueprints, can_decide, can_view_runs
 from runs.policies import GatePolicy
 from runs.rules import check_action
@@ -31,12 +31,27 @@ from runs.rules import check_action
 
 def runs_waiting_seen_by(user: AnyUser) -> QuerySet[Run]:
     """What the inbox lists for ``user``: the runs they may decide, or, for someone
-    who may only look, every run waiting for a decision; longest waiting first."""
+    who may only look, every run waiting for a decision; in ``by_due_time`` order."""
     if may_decide_some(user):
         return runs_awaiting_decision_for(user)
     if can_view_runs(user):
-        return Run.objects.awaiting_decision().order_by("updated_at", "run_id")
+        return by_due_time(Run.objects.awaiting_decision())
     return Run.objects.none()
+
+
+def by_due_time(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """``runs`` with their suspension's ``due_at`` and ``expires_at`` (from its
+    ``GateDeadline``; None when the gate sets no time or the worker has not recorded
+    it yet), those with a due time first, earliest first, then longest waiting."""
+    deadline = GateDeadline.objects.filter(
+        run_id=OuterRef("run_id"),
+        gate=OuterRef("suspended_at_node"),
+        suspended_at=OuterRef("updated_at"),
+    )
+    return runs.annotate(
+        due_at=Subquery(deadline.values("due_at")[:1]),
+        expires_at=Subquery(deadline.values("expires_at")[:1]),
+    ).order_by(F("due_at").asc(nulls_last=True), "updated_at", "run_id")
 
 
 INBOX_HISTORY = 50  # decisions shown under "Decided by me" and "Decided recently"
@@ -53,13 +68,18 @@ def decisions_listed(user: AnyUser, *, mine: bool) -> QuerySet[Decision]:
 
 
 def runs_awaiting_decision_for(user: AnyUser) -> QuerySet[Run]:
-    """Runs waiting at a gate that ``user`` may decide, longest waiting first: by their
-    own role, or for someone whose delegation they hold now (the principal's role and
-    scopes, and the delegate's scopes). The gate's policy may still refuse them one.
+    """Runs waiting at a gate that ``user`` may decide, in ``by_due_time`` order: by
+    their own role, or for someone whose delegation they hold now (the principal's
+    role and scopes, and the delegate's scopes). The gate's policy may still refuse
+    them one.
 
     Scopes are applied to the blueprints that have waiting runs (a handful),
     so the query stays one filter whatever the number of runs.
     """
+    return by_due_time(_awaiting_decision_for(user))
+
+
+def _awaiting_decision_for(user: AnyUser) -> QuerySet[Run]:
     own = can_decide(user)
     principals = [p for p in principals_of(user) if can_decide(p)]
     if not own and not principals:
@@ -72,7 +92,7 @@ def runs_awaiting_decision_for(user: AnyUser) -> QuerySet[Run]:
         for principal in principals:
             allowed |= mine & set(allowed_blueprints(principal, blueprints, DECIDE))
         waiting = waiting.filter(blueprint_name__in=sorted(allowed))
-    return waiting.order_by("updated_at", "run_id")
+    return waiting
 
 
 def may_decide_some(user: AnyUser) -> bool:
@@ -92,8 +112,8 @@ def delegations_of(user: User) -> tuple[list[Delegation], list[Delegation]]:
 
 
 def waiting_count_for(user: AnyUser) -> int:
-    """How many runs wait for a decision ``user`` may make."""
-    return runs_awaiting_decision_for(user).count()
+    """How many runs wait for a decision ``user`` may make (no ordering to count)."""
+    return _awaiting_decision_for(user).count()
 
 
 def decision_on(run_id: str, gate: str, suspended_at: datetime) -> Decision | None:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connection
-from django.db.models import Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Case, Count, F, FloatField, Func, Q, Sum, Value, When, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs.models import Run, RunTally
+from runs.models import Decision, GateDeadline, Run, RunTally
 from runs.permissions import AnyUser, can_view_runs
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,22 @@ def health() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class DecisionTimes:
+    """How long one blueprint's gates wait for a decision, and how many are overdue now.
+
+    ``median`` and ``p90`` are seconds from suspension to the decision that settled
+    it (nearest rank), over the ``decisions`` of the last ``DECISION_DAYS`` days;
+    None when there was none.
+    """
+
+    blueprint: str
+    decisions: int
+    median: float | None
+    p90: float | None
+    overdue: int
+
+
+@dataclass(frozen=True)
 class Dashboard:
     """The console's front page figures."""
 
@@ -55,6 +71,99 @@ class Dashboard:
     failures_24h: int
     per_day: list[tuple[date, dict[str, int]]]
     durations: list[tuple[str, list[float]]]
+    decision_times: list[DecisionTimes] = field(default_factory=list)
+    overdue: int = 0
+
+
+DECISION_DAYS = 30
+
+
+class SecondsBetween(Func):
+    """Seconds from the second instant to the first (``end``, ``start``), computed by
+    the database (no function of the application's per row, even on SQLite)."""
+
+    arity = 2
+    output_field = FloatField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler,
+            connection,
+            template="((julianday(%(expressions)s)) * 86400.0)",
+            arg_joiner=") - julianday(",
+            **extra,
+        )
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler,
+            connection,
+            template="EXTRACT(EPOCH FROM (%(expressions)s))::double precision",
+            arg_joiner=" - ",
+            **extra,
+        )
+
+
+def decision_times(*, now: datetime) -> list[DecisionTimes]:
+    """Per blueprint: the median and 90th percentile of the time from suspension to
+    the settling decision (a rejection, the approval completing a quorum, an
+    expiry: ``Decision.settles``) over the last ``DECISION_DAYS``
+    days, and how many suspensions are overdue now.
+
+    Two queries whatever the number of runs: the percentiles are picked by the
+    database (window functions over the decisions of the period, found through the
+    index on ``decided_at``), overdue suspensions counted from their deadlines.
+    """
+    ranked = (
+        Decision.objects.filter(decided_at__gte=now - timedelta(days=DECISION_DAYS), settles=True)
+        .annotate(
+            blueprint=F("run__blueprint_name"),
+            wait=SecondsBetween("decided_at", "suspended_at"),
+        )
+        .annotate(
+            rank=Window(RowNumber(), partition_by=F("blueprint"), order_by=F("wait").asc()),
+            total=Window(Count("*"), partition_by=F("blueprint")),
+        )
+        .annotate(
+            # The nearest rank of the median and of the 90th percentile: ceil(p·n).
+            picked=Case(
+                When(
+                    Q(rank=(F("total") * 50 + 99) / 100) | Q(rank=(F("total") * 90 + 99) / 100),
+                    then=Value(1),
+                ),
+                default=Value(0),
+            )
+        )
+        .filter(picked=1)
+        .order_by()
+        .values_list("blueprint", "rank", "total", "wait")
+    )
+    times: dict[str, dict[str, Any]] = {}
+    for blueprint, rank, total, raw in ranked:
+        wait = round(raw, 3)  # SQLite's julianday() is exact to about 0.1 ms
+        entry = times.setdefault(blueprint, {"decisions": total})
+        if rank == (total * 50 + 99) // 100:
+            entry["median"] = wait
+        if rank == (total * 90 + 99) // 100:
+            entry["p90"] = wait
+    overdue = dict(
+        GateDeadline.objects.waiting()
+        .filter(due_at__lte=now)
+        .order_by()
+        .values_list("blueprint_name")
+        .annotate(n=Count("*"))
+        .values_list("blueprint_name", "n")
+    )
+    return [
+        DecisionTimes(
+            blueprint=blueprint,
+            decisions=times.get(blueprint, {}).get("decisions", 0),
+            median=times.get(blueprint, {}).get("median"),
+            p90=times.get(blueprint, {}).get("p90"),
+            overdue=overdue.get(blueprint, 0),
+        )
+        for blueprint in sorted(set(times) | set(overdue))
+    ]
 
 
 DASHBOARD_DAYS = 14
@@ -85,7 +194,8 @@ def run_count(*, status: str | None = None) -> int:
 
 def dashboard(*, now: datetime | None = None) -> Dashboard:
     """Counts by status and per day (from the tallies), what waits, recent failures,
-    and the durations of the latest runs of the last days, per blueprint."""
+    the durations of the latest runs of the last days, per blueprint, and how long
+    gates wait for a decision (``decision_times``)."""
     now = now or timezone.now()
     since = (now - timedelta(days=DASHBOARD_DAYS - 1)).replace(
         hour=0, minute=0, second=0, microsecond=0
@@ -114,6 +224,7 @@ def dashboard(*, now: datetime | None = None) -> Dashboard:
     for blueprint, duration in latest:
         if duration is not None:  # the query asks for durations: always true
             samples.setdefault(blueprint, []).append(duration)
+    times = decision_times(now=now)
     return Dashboard(
         by_status=by_status,
         awaiting=Run.objects.awaiting_decision().count(),
@@ -122,4 +233,6 @@ def dashboard(*, now: datetime | None = None) -> Dashboard:
         ).count(),
         per_day=sorted(days.items()),
         durations=sorted(samples.items()),
+        decision_times=times,
+        overdue=sum(row.overdue for row in times),
     )

@@ -13,6 +13,8 @@ or neither.
 - ``bulk``: an action on every run a filter matched, carried out by a worker;
 - ``recovery``: actions whose worker was lost;
 - ``notifications``: telling approvers a run waits for them;
+- ``deadlines``: a gate's due and expiry times, and its expiry, on schedule;
+- ``reminders``: reminding (and escalating to) who may decide an overdue gate;
 - ``imports``: runs in bulk from NeuroCore files;
 - ``access``: users, groups, scopes and approval policies, audited;
 - ``delegations``: who decides for someone out of office, audited;

@@ -47,9 +47,11 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from runs.gates import decide_refusal, gate_policy, tally_of
 from runs.models import Run, SuspensionNotice
 from runs.permissions import can_decide
-from runs.presentation import inert_text, instant_text
+from runs.policies import GatePolicy
+from runs.presentation import deadline_sentences, inert_text, instant_text
 from runs.zones import zone_named
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,20 @@ def approvers_of(run: Run) -> list[Any]:
         .order_by("pk")
     )
     return [user for user in candidates if can_decide(user, run)]
+
+
+def deciders_of(run: Run, policy: GatePolicy) -> list[Any]:
+    """Of ``approvers_of(run)``, those the gate's policy lets decide now (its groups,
+    not the requester, not who already decided)."""
+    suspension = run.suspension
+    if suspension is None:
+        return []
+    tally = tally_of(run.run_id, suspension, policy)
+    return [
+        user
+        for user in approvers_of(run)
+        if not decide_refusal(user, run, suspension=suspension, tally=tally)
+    ]
 
 
 def zone_of(user: Any) -> tzinfo:
@@ -293,18 +309,24 @@ def _send(run: Run) -> tuple[int, list[str]]:
     recipient for good), why. Raises ``Unmailable`` when that is every approver;
     other errors of the mail server propagate.
     """
-    recipients = approvers_of(run)
+    policy = gate_policy(run, run.suspended_at_node or "")
+    recipients = deciders_of(run, policy)
     if not recipients:
         return 0, []
     link = review_url(run.run_id)
     subject = notice_subject(run)
     sent, refused = 0, []
+    now = timezone.now()
     with mailers.default as backend:
         for user in recipients:
+            zone = zone_of(user)
+            sentences = deadline_sentences(policy, run.updated_at, now=now, zone=zone)
+            deadlines = "".join(f"    {line}\n" for line in sentences) + ("\n" if sentences else "")
             body = (
                 f"Run {run.run_id} of {run.blueprint_name} waits for your decision at "
-                f"'{run.suspended_at_node}' since {instant_text(run.updated_at, zone_of(user))}:"
+                f"'{run.suspended_at_node}' since {instant_text(run.updated_at, zone)}:"
                 f"\n\n    {run.suspension_reason or ''}\n\n"
+                f"{deadlines}"
                 f"Review it and approve or reject: {link}\n"
             )
             message = EmailMessage(subject=subject, body=body, to=[user.email])

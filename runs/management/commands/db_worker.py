@@ -1,9 +1,9 @@
 """``manage.py db_worker``: django-tasks-db's worker, made to survive its surroundings.
 
 The database task backend runs each task at most once and leaves the task of a
-killed worker "running" for ever. Beside the task loop every worker runs three
-threads, each with its own database connection, every ``RESUME_WATCHDOG_INTERVAL``
-seconds:
+killed worker "running" for ever. Beside the task loop every worker runs four
+threads, each with its own database connection, three every
+``RESUME_WATCHDOG_INTERVAL`` seconds:
 
 - *recovery* queues again every resume or replay whose worker stopped answering
   (and every one whose task never ran); it does nothing else, so nothing else
@@ -11,7 +11,13 @@ seconds:
 - *notifications* emails approvers about new suspensions (with the SMTP
   backend's timeout and a back-off per suspension: ``runs.services.notifications``);
 - *bulk* carries out actions on "all N runs matching a filter", a chunk at a
-  time (``runs.services.bulk``).
+  time (``runs.services.bulk``);
+
+and one every ``DEADLINES_INTERVAL`` seconds:
+
+- *deadlines* records when each suspension at an approval gate is due and
+  expires, reminds and escalates overdue ones, and applies a gate's expiry
+  (``runs.services.deadlines``).
 
 Workers agree through conditional updates, so any number may run.
 
@@ -49,6 +55,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 
 from runs.services.bulk import bulk_requests_process
+from runs.services.deadlines import deadlines_apply
 from runs.services.notifications import suspensions_announce
 from runs.services.recovery import run_actions_recover
 
@@ -196,7 +203,8 @@ class ResilientWorker(Worker):
 class Command(DatabaseWorkerCommand):
     help = (
         "Run the background worker: executes queued resumes, re-queues the resumes "
-        "of workers that died, and emails approvers about runs waiting for them."
+        "of workers that died, emails approvers about runs waiting for them, and "
+        "applies approval deadlines (reminders, escalation, expiry)."
     )
 
     def handle(
@@ -214,7 +222,7 @@ class Command(DatabaseWorkerCommand):
         exclude_queues: str,
         **options: Any,
     ) -> None:
-        # django-tasks-db's handle(), with the resilient worker and the three threads.
+        # django-tasks-db's handle(), with the resilient worker and the four threads.
         self.configure_logging(verbosity)
         if reload and batch:
             logger.warning("--reload and --batch cannot be specified together; not reloading.")
@@ -245,6 +253,7 @@ class Command(DatabaseWorkerCommand):
                 Sweeper("recovery", run_actions_recover, period, outage),
                 Sweeper("notifications", suspensions_announce, period, outage),
                 Sweeper("bulk", bulk_requests_process, period, outage),
+                Sweeper("deadlines", deadlines_apply, settings.DEADLINES_INTERVAL, outage),
             ]
             if runs_tasks
             else []
