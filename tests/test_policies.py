@@ -436,6 +436,7 @@ def test_the_review_page_says_how_the_gate_is_decided_and_asks_the_inputs(client
     assert "Only members of Finance may decide." in page
     assert "Due 1 day after it began to wait; then Finance leads may decide too." in page
     assert "Expires 3 days after it began to wait: then it is rejected." in page
+    assert "<strong>Due in 23 hours</strong>" in page
     assert 'name="input_cost_center"' in page
     assert "Required to approve." in page
 

@@ -136,11 +136,22 @@ class GateReview:
     tally: Tally
     deciding_as: list[User]
     refusal: str
+    since: datetime
 
     @property
     def open(self) -> bool:
         """Whether the suspension still takes decisions."""
         return self.tally.closing is None
+
+    @property
+    def due_at(self) -> datetime | None:
+        """When the suspension is due, if its policy says."""
+        return self.policy.due_at(self.since)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the suspension expires, if its policy says."""
+        return self.policy.expires_at(self.since)
 
 
 def gate_review(run: Run, user: AnyUser) -> GateReview | None:
@@ -167,7 +178,9 @@ def gate_review(run: Run, user: AnyUser) -> GateReview | None:
         ]
         options = [person for person, why in zip(options, refusals, strict=True) if not why]
         refusal = "" if options else next(iter(refusals), "")
-    return GateReview(policy=policy, tally=tally, deciding_as=options, refusal=refusal)
+    return GateReview(
+        policy=policy, tally=tally, deciding_as=options, refusal=refusal, since=suspension.since
+    )
 
 
 def gate_tallies(runs: list[Run]) -> dict[str, Tally]:
