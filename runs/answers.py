@@ -31,6 +31,8 @@ def answers_validate(policy: GatePolicy, raw: Mapping[str, Any], *, approving: b
         if spec.choices:
             kind = Literal[spec.choices]
         constraints: dict[str, Any] = {"title": spec.title}
+        if spec.type == "number":
+            constraints["allow_inf_nan"] = False  # NaN and infinity are no amount
         if spec.minimum is not None and spec.type in ("number", "integer"):
             constraints["ge"] = spec.minimum
         if spec.maximum is not None and spec.type in ("number", "integer"):
@@ -62,8 +64,10 @@ def _plain(problem: Any) -> str:
             return "required to approve"
         case "float_parsing" | "float_type":
             return "give a number"
-        case "int_parsing" | "int_type" | "int_from_float":
+        case "int_parsing" | "int_type" | "int_from_float" | "int_parsing_size":
             return "give a whole number"
+        case "finite_number":
+            return "give a finite number"
         case "bool_parsing" | "bool_type":
             return "give yes or no"
         case "literal_error":

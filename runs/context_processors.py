@@ -8,8 +8,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
 
-from runs.permissions import can_administer_access, can_view_runs
-from runs.selectors import may_decide_some, waiting_count_for
+from runs.permissions import can_administer_access, can_decide, can_view_runs
+from runs.selectors import waiting_count_for
 from runs.zones import BROWSER_ZONE_COOKIE, default_zone
 
 
@@ -27,7 +27,7 @@ class NavLink:
 def navigation(user: object) -> list[NavLink]:
     """The header's links for ``user``, each shown by permission (never by ``is_staff``)."""
     links: list[NavLink] = []
-    decides = may_decide_some(user)  # type: ignore[arg-type]
+    decides = can_decide(user)  # type: ignore[arg-type]
     views = can_view_runs(user)  # type: ignore[arg-type]
     if decides or views:
         links.append(

@@ -205,8 +205,8 @@ class DelegationForm(forms.Form):
     delegate = forms.CharField(
         max_length=254,
         label="Delegate",
-        help_text="Their username or email. They decide your runs in your place, recorded "
-        "as “them for you”.",
+        help_text="The username or email of an approver. They decide your runs in your "
+        "place, recorded as “them for you”.",
     )
     starts_at = forms.DateTimeField(
         label="From",

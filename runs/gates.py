@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from runs.errors import when
 from runs.models import ApprovalPolicy, Decision, Delegation, Run, RunAction, Suspension
-from runs.permissions import DECIDE, AnyUser, blueprint_allowed, can_decide, scopes_for
+from runs.permissions import AnyUser, can_decide
 from runs.policies import (
     REQUESTER_STARTED_BY,
     GatePolicy,
@@ -220,16 +220,13 @@ def principals_of(delegate: AnyUser, *, at: datetime | None = None) -> list[User
 
 
 def deciding_as(user: AnyUser, run: Run, *, at: datetime | None = None) -> list[User]:
-    """Whom ``user`` may decide ``run`` as: themselves (with the right to decide it),
-    then each person whose delegation they hold and who may decide it. The
-    policy may still refuse each (``decide_refusal``)."""
-    if not isinstance(user, User) or not user.is_active:
+    """Whom ``user`` may decide ``run`` as, if they may decide it at all (the role and
+    the blueprint's scopes): themselves, then each person whose delegation they hold
+    and who may decide it. The policy may still refuse each (``decide_refusal``)."""
+    if not isinstance(user, User) or not user.is_active or not can_decide(user, run):
         return []
-    options = [user] if can_decide(user, run) else []
-    principals = principals_of(user, at=at)
-    if principals and blueprint_allowed(user, run.blueprint_name, scopes_for(user, DECIDE)):
-        options += [principal for principal in principals if can_decide(principal, run)]
-    return options
+    principals = [p for p in principals_of(user, at=at) if can_decide(p, run)]
+    return [user, *dict.fromkeys(principals)]
 
 
 def is_overdue(policy: GatePolicy, suspension: Suspension, *, at: datetime) -> bool:
@@ -260,9 +257,9 @@ def decide_refusal(
     """Why ``actor`` (deciding for ``principal``, a delegation, when given) may not
     decide ``suspension`` of ``run`` now under ``tally``'s policy; "" if they may.
 
-    The role and blueprint scopes are asked of both the actor and the principal;
-    the policy's groups of the principal (whose place the actor takes); the
-    separation of duties of both.
+    The role and blueprint scopes are asked of both the actor and the principal (a
+    delegate is an approver too); the policy's groups of the principal, whose place
+    the actor takes; the separation of duties of both.
     """
     at = at or timezone.now()
     policy = tally.policy
@@ -277,9 +274,7 @@ def decide_refusal(
             )
         if not can_decide(principal, run):
             return f"{principal.get_username()} may not decide this run, so nobody may for them."
-        if not blueprint_allowed(actor, run.blueprint_name, scopes_for(actor, DECIDE)):
-            return "The blueprint's scopes keep you from deciding its runs, even for someone else."
-    elif not can_decide(actor, run):
+    if not can_decide(actor, run):  # a delegate too: their own role and the scopes
         return "You may not approve or reject this run."
     overdue = is_overdue(policy, suspension, at=at)
     groups = policy.deciding_groups(overdue=overdue)

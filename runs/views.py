@@ -31,7 +31,7 @@ from runs.zones import BROWSER_ZONE_COOKIE, zone_named
 
 
 def _may_see_approvals(request: HttpRequest) -> None:
-    if not (can_view_runs(request.user) or selectors.may_decide_some(request.user)):
+    if not (can_view_runs(request.user) or can_decide(request.user)):
         raise PermissionDenied("You have no role in this console yet. Ask an administrator.")
 
 
@@ -58,7 +58,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
     look, everyone's), those due soonest first, then longest waiting; or the
     decisions made lately."""
     _may_see_approvals(request)
-    may_decide = selectors.may_decide_some(request.user)
+    may_decide = can_decide(request.user)
     tab = request.GET.get("show", "waiting")
     if tab not in INBOX_TABS:
         tab = "waiting"

@@ -534,3 +534,21 @@ def test_times_are_in_the_browsers_zone_until_one_is_chosen(
         page.screenshot(path=str(SCREENSHOTS / f"zone-range-{width}.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_a_run_page_fits_a_phone(browser: Browser, live_server: Any) -> None:
+    """At 390 px the run page's steps and decisions tables scroll in their boxes."""
+    make_user("otto", "Operators", "Viewers")
+    run = start_run(amount=250, payee="ACME GmbH " * 20)
+    assert page_css_loads(browser, live_server)
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        log_in(page, live_server, "otto", f"/admin/runs/run/{run.run_id}/change/")
+        expect(page.locator("table.steps")).to_be_visible()
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        page.screenshot(path=str(SCREENSHOTS / "run-page-390.png"), full_page=True)
+        assert overflow <= 0, f"the run page is {overflow} px too wide at 390 px"
+    finally:
+        context.close()

@@ -151,6 +151,10 @@ def test_answers_are_validated_and_typed() -> None:
         ({"cost_center": "C", "amount_approved": "-1"}, "Amount approved: input should be"),
         ({"cost_center": "C", "amount_approved": "lots"}, "Amount approved: give a number."),
         ({"cost_center": "C", "copies": "2.5"}, "Copies: give a whole number."),
+        ({"cost_center": "C", "amount_approved": "1e309"}, "Amount approved: give a finite"),
+        ({"cost_center": "C", "amount_approved": "NaN"}, "Amount approved: give a finite"),
+        ({"cost_center": "C", "amount_approved": "-inf"}, "Amount approved: give a finite"),
+        ({"cost_center": "C", "copies": "9" * 5000}, "Copies: give a whole number."),
         ({"cost_center": "C", "tier": "bronze"}, "Tier: choose one of the offered values."),
         ({"cost_center": "C", "color": "red"}, "This gate does not ask for 'color'."),
     ]:
@@ -341,7 +345,7 @@ def test_an_operator_resume_cannot_forge_a_quorum(operator: Any) -> None:
 
 def test_a_delegate_decides_for_the_principal_and_counts_as_them() -> None:
     ada, bob = finance("ada", "bob")
-    dora = make_user("dora")  # no role, no Finance: ada's delegate while she is away
+    dora = make_user("dora", "Approvers")  # not in Finance: ada's delegate while she is away
     now = timezone.now()
     delegation_create(
         principal=ada, delegate=dora, starts_at=now, ends_at=now + timedelta(days=7), actor=ada
@@ -352,7 +356,7 @@ def test_a_delegate_decides_for_the_principal_and_counts_as_them() -> None:
     assert for_ada.seat == f"user:{ada.pk}"
     with pytest.raises(DecisionRefused, match="already approved"):
         decide(run, ada, answers=ANSWER)  # ada counted once, through dora
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(DecisionRefused, match="Only members of Finance"):
         decide(run, dora, answers=ANSWER)  # dora alone may not decide
     assert decide(run, bob, answers=ANSWER).resumption.resume_data["by"] == (
         "dora@example.com for ada@example.com, bob@example.com"
@@ -362,7 +366,7 @@ def test_a_delegate_decides_for_the_principal_and_counts_as_them() -> None:
 
 def test_separation_of_duties_applies_to_the_delegate() -> None:
     (ada,) = finance("ada")
-    rita = make_user("rita")
+    rita = make_user("rita", "Approvers")
     now = timezone.now()
     delegation_create(
         principal=ada, delegate=rita, starts_at=now, ends_at=now + timedelta(days=1), actor=ada
@@ -374,7 +378,7 @@ def test_separation_of_duties_applies_to_the_delegate() -> None:
 
 def test_a_delegation_holds_only_for_its_period_and_can_be_ended() -> None:
     (ada,) = finance("ada")
-    dora = make_user("dora")
+    dora = make_user("dora", "Approvers")
     now = timezone.now()
     later = delegation_create(
         principal=ada,
@@ -402,7 +406,7 @@ def test_a_delegation_holds_only_for_its_period_and_can_be_ended() -> None:
 )
 def test_delegations_that_make_no_sense_are_refused(change: dict[str, Any], said: str) -> None:
     (ada,) = finance("ada")
-    dora = make_user("dora")
+    dora = make_user("dora", "Approvers")
     now = timezone.now()
     with pytest.raises(ConsoleError, match=said):
         delegation_create(
@@ -412,6 +416,33 @@ def test_delegations_that_make_no_sense_are_refused(change: dict[str, Any], said
             ends_at=now + timedelta(days=change.get("ends", 1)),
             actor=ada,
         )
+
+
+def test_a_delegate_must_be_an_approver_and_periods_may_not_overlap() -> None:
+    """A viewer named as Ada's delegate would count as one of Finance's approvals."""
+    (ada,) = finance("ada")
+    now = timezone.now()
+    with pytest.raises(ConsoleError, match="vera cannot approve or reject runs"):
+        delegation_create(
+            principal=ada,
+            delegate=make_user("vera", "Viewers"),
+            starts_at=now,
+            ends_at=now + timedelta(days=1),
+            actor=ada,
+        )
+    dora = make_user("dora", "Approvers")
+    delegation_create(
+        principal=ada, delegate=dora, starts_at=now, ends_at=now + timedelta(days=3), actor=ada
+    )
+    with pytest.raises(ConsoleError, match="dora already decides for ada from"):
+        delegation_create(
+            principal=ada,
+            delegate=dora,
+            starts_at=now + timedelta(days=1),
+            ends_at=now + timedelta(days=5),
+            actor=ada,
+        )
+    assert Delegation.objects.count() == 1
 
 
 def test_nobody_names_delegates_for_someone_else() -> None:
@@ -498,7 +529,7 @@ def test_a_delegate_chooses_whom_they_decide_for_on_the_page(client: Client) -> 
 
 def test_runs_approve_takes_inputs_and_a_principal(capsys: Any) -> None:
     _, bob = finance("ada", "bob")
-    dora = make_user("dora")
+    dora = make_user("dora", "Approvers")
     now = timezone.now()
     delegation_create(
         principal=bob, delegate=dora, starts_at=now, ends_at=now + timedelta(days=1), actor=bob
@@ -547,11 +578,11 @@ def test_the_default_policy_is_one_approval_by_anyone_allowed() -> None:
     assert gate_policy(run, "finance_review").is_default
 
 
-def test_a_delegate_without_a_role_finds_the_principals_runs_in_the_inbox(
+def test_a_delegate_finds_the_principals_runs_in_the_inbox(
     client: Client,
 ) -> None:
     (ada,) = finance("ada")
-    dora = make_user("dora")
+    dora = make_user("dora", "Approvers")
     now = timezone.now()
     delegation_create(
         principal=ada, delegate=dora, starts_at=now, ends_at=now + timedelta(days=1), actor=ada
@@ -569,7 +600,7 @@ def test_a_delegate_without_a_role_finds_the_principals_runs_in_the_inbox(
 
 def test_the_out_of_office_page_names_and_ends_a_delegate(client: Client) -> None:
     (ada,) = finance("ada")
-    make_user("dora")
+    make_user("dora", "Approvers")
     client.force_login(ada)
     assert "Out of office" in client.get("/approvals/").content.decode()
     page = client.get("/away/")

@@ -32,7 +32,7 @@ from runs.rules import check_action
 def runs_waiting_seen_by(user: AnyUser) -> QuerySet[Run]:
     """What the inbox lists for ``user``: the runs they may decide, or, for someone
     who may only look, every run waiting for a decision; in ``by_due_time`` order."""
-    if may_decide_some(user):
+    if can_decide(user):
         return runs_awaiting_decision_for(user)
     if can_view_runs(user):
         return by_due_time(Run.objects.awaiting_decision())
@@ -69,9 +69,8 @@ def decisions_listed(user: AnyUser, *, mine: bool) -> QuerySet[Decision]:
 
 def runs_awaiting_decision_for(user: AnyUser) -> QuerySet[Run]:
     """Runs waiting at a gate that ``user`` may decide, in ``by_due_time`` order: by
-    their own role, or for someone whose delegation they hold now (the principal's
-    role and scopes, and the delegate's scopes). The gate's policy may still refuse
-    them one.
+    their own role and scopes, for themselves or for someone whose delegation they
+    hold now. The gate's policy may still refuse them one.
 
     Scopes are applied to the blueprints that have waiting runs (a handful),
     so the query stays one filter whatever the number of runs.
@@ -80,24 +79,18 @@ def runs_awaiting_decision_for(user: AnyUser) -> QuerySet[Run]:
 
 
 def _awaiting_decision_for(user: AnyUser) -> QuerySet[Run]:
-    own = can_decide(user)
-    principals = [p for p in principals_of(user) if can_decide(p)]
-    if not own and not principals:
+    if not can_decide(user):  # a delegate is an approver too
         return Run.objects.none()
     waiting = Run.objects.awaiting_decision()
-    if not (own and user.is_superuser):
+    if not user.is_superuser:
+        principals = [p for p in principals_of(user) if can_decide(p)]
         blueprints = list(waiting.order_by().values_list("blueprint_name", flat=True).distinct())
         mine = set(allowed_blueprints(user, blueprints, DECIDE))  # the scopes alone
-        allowed = set(mine) if own else set()
+        allowed = set(mine)
         for principal in principals:
             allowed |= mine & set(allowed_blueprints(principal, blueprints, DECIDE))
         waiting = waiting.filter(blueprint_name__in=sorted(allowed))
     return waiting
-
-
-def may_decide_some(user: AnyUser) -> bool:
-    """Whether ``user`` may decide runs: by role, or holding someone's delegation now."""
-    return can_decide(user) or bool(principals_of(user))
 
 
 def delegations_of(user: User) -> tuple[list[Delegation], list[Delegation]]:

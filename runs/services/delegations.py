@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from runs.errors import ConsoleError
+from runs.errors import ConsoleError, when
 from runs.models import AccessChange, Delegation
 from runs.services.access import access_change_record, access_state
 
@@ -34,8 +34,9 @@ def delegation_create(
 
     Returns the delegation. Raises ``PermissionDenied`` unless ``actor`` is the
     principal or a superuser; ``ConsoleError`` when the delegate is the
-    principal or inactive, the period ends before it starts, has already ended,
-    or is longer than a year.
+    principal, inactive or no approver (a delegate decides with their own role
+    and scopes), the period ends before it starts, has already ended, is longer
+    than a year, or overlaps another delegation to the same person.
     """
     if actor.pk != principal.pk and not actor.is_superuser:
         raise PermissionDenied("You may name delegates only for yourself.")
@@ -43,6 +44,11 @@ def delegation_create(
         raise ConsoleError("Name someone else: you cannot be your own delegate.")
     if not delegate.is_active:
         raise ConsoleError(f"{delegate.get_username()} cannot sign in: name an active user.")
+    if not delegate.has_perm("runs.approve_run"):
+        raise ConsoleError(
+            f"{delegate.get_username()} cannot approve or reject runs (the Approvers role): "
+            "name an approver, or ask an administrator to give them the role."
+        )
     if ends_at <= starts_at:
         raise ConsoleError("The delegation must end after it starts.")
     if ends_at <= timezone.now():
@@ -50,6 +56,17 @@ def delegation_create(
     if ends_at - starts_at > LONGEST:
         raise ConsoleError("A delegation lasts at most a year; name it again after that.")
     with transaction.atomic():
+        # Row locks on the principal: two overlapping delegations cannot both be saved.
+        User.objects.select_for_update().filter(pk=principal.pk).first()
+        overlapping = Delegation.objects.filter(
+            principal=principal, delegate=delegate, starts_at__lt=ends_at, ends_at__gt=starts_at
+        ).first()
+        if overlapping is not None:
+            raise ConsoleError(
+                f"{delegate.get_username()} already decides for "
+                f"{principal.get_username()} from {when(overlapping.starts_at)} until "
+                f"{when(overlapping.ends_at)}: end that first, or choose another period."
+            )
         delegation = Delegation.objects.create(
             principal=principal,
             delegate=delegate,
