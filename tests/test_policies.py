@@ -785,3 +785,34 @@ def test_a_console_policy_saved_in_the_admin_moves_the_due_times_of_waiting_runs
     admin_client.post(f"/admin/runs/approvalpolicy/{policy.pk}/delete/", {"post": "yes"})
     deadline.refresh_from_db()
     assert deadline.due_at == run.updated_at + timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("due", "-1 00:00:00", "A duration above zero"),
+        ("expires", "0", "A duration above zero"),
+        ("due", "tomorrow", "Enter a valid duration"),
+        ("approvals", "0", "greater than or equal to 1"),
+        ("requester_field", "the boss", "Write initial_data.&lt;field&gt;"),
+    ],
+)
+def test_the_admin_refuses_a_policy_that_would_lock_its_gates(
+    admin_client: Client, field: str, value: str, said: str
+) -> None:
+    response = admin_client.post(
+        "/admin/runs/approvalpolicy/add/",
+        {"blueprint_pattern": "invoice", "gate_pattern": "*", field: value},
+    )
+    assert response.status_code == 200
+    assert said in response.content.decode()
+    assert not ApprovalPolicy.objects.exists()
+
+
+def test_the_admin_takes_durations_as_blueprints_write_them(admin_client: Client) -> None:
+    admin_client.post(
+        "/admin/runs/approvalpolicy/add/",
+        {"blueprint_pattern": "invoice", "gate_pattern": "*", "due": "24h", "expires": "3d"},
+    )
+    policy = ApprovalPolicy.objects.get()
+    assert (policy.due, policy.expires) == (timedelta(hours=24), timedelta(days=3))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
@@ -16,6 +18,7 @@ from runs import (
 from runs.admin.base import ConsoleModelAdmin
 from runs.models import AccessChange, ApprovalPolicy, BlueprintScope, Delegation
 from runs.permissions import signed_in
+from runs.policies import declared_policy, parse_duration
 from runs.services.access import (
     access_change_record,
     access_deleted,
@@ -95,6 +98,59 @@ class BlueprintScopeAdmin(AccessAuditedAdmin):
         return ", ".join(group.name for group in scope.groups.all())
 
 
+class PolicyDurationField(forms.DurationField):
+    """A duration as blueprints write it (``30m``, ``24h``, ``3d``, ``1w``) or as Django
+    does (``1 00:00:00``); above zero."""
+
+    def to_python(self, value: Any) -> timedelta | None:
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_duration(str(value).strip())
+        except ValueError:
+            pass
+        parsed = super().to_python(value)
+        if parsed is not None and parsed <= timedelta(0):
+            raise forms.ValidationError("A duration above zero: 30m, 24h, 3d or 1w.")
+        return parsed
+
+
+class ApprovalPolicyForm(forms.ModelForm):
+    """Durations in the words blueprints use; a policy that would lock its gates is refused."""
+
+    due = PolicyDurationField(
+        required=False, help_text="30m, 24h, 3d or 1w: reminders from then on (blank: as declared)."
+    )
+    expires = PolicyDurationField(
+        required=False,
+        help_text="30m, 24h, 3d or 1w: then the expiry outcome (blank: as declared).",
+    )
+
+    class Meta:
+        model = ApprovalPolicy
+        fields = [
+            "blueprint_pattern",
+            "gate_pattern",
+            "approvals",
+            "approvers",
+            "escalate_to",
+            "requester_field",
+            "distinct_gates",
+            "due",
+            "expires",
+            "on_expiry",
+            "note",
+        ]
+
+    def clean_requester_field(self) -> str:
+        where = self.cleaned_data["requester_field"].strip()
+        if where and declared_policy({"not_by": [where]}, source="x").fault:
+            raise forms.ValidationError(
+                "Write initial_data.<field> (for example initial_data.requested_by) or started_by."
+            )
+        return where
+
+
 @admin.register(ApprovalPolicy)
 class ApprovalPolicyAdmin(AccessAuditedAdmin):
     """Console approval policies: they tighten what blueprints declare, never loosen it.
@@ -102,6 +158,7 @@ class ApprovalPolicyAdmin(AccessAuditedAdmin):
     A saved or deleted policy moves the due and expiry times of the runs waiting
     under it (``deadlines_recompute``, in the admin's transaction)."""
 
+    form = ApprovalPolicyForm
     list_display = [
         "blueprint_pattern",
         "gate_pattern",

@@ -8,6 +8,7 @@ rebuilds the table, which would drop them anyway).
 
 import importlib
 
+import django.core.validators
 import django.db.models.deletion
 import django.utils.timezone
 import runs.agentjson
@@ -66,8 +67,12 @@ class Migration(migrations.Migration):
                     "approvals",
                     models.PositiveSmallIntegerField(
                         blank=True,
-                        help_text="Distinct people who must approve (blank: as declared).",
+                        help_text="Distinct people who must approve, 1 to 50 (blank: as declared).",
                         null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(50),
+                        ],
                     ),
                 ),
                 (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -63,7 +64,10 @@ class ApprovalPolicy(models.Model):
         max_length=200, default="*", help_text="A gate name or a glob pattern; * for every gate."
     )
     approvals = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="Distinct people who must approve (blank: as declared)."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+        help_text="Distinct people who must approve, 1 to 50 (blank: as declared).",
     )
     approvers = models.ManyToManyField(
         "auth.Group",
