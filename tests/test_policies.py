@@ -816,3 +816,25 @@ def test_the_admin_takes_durations_as_blueprints_write_them(admin_client: Client
     )
     policy = ApprovalPolicy.objects.get()
     assert (policy.due, policy.expires) == (timedelta(hours=24), timedelta(days=3))
+
+
+def test_a_gates_question_and_answers_are_shown_inert(client: Client) -> None:
+    """A right-to-left override in what a blueprint or a decider wrote reverses nothing."""
+    ada, bob = finance("ada", "bob")
+    run = invoice()
+    snapshot = dict(run.blueprint_snapshot)
+    snapshot["components"] = [
+        {**c, "config": {**c["config"], "message": "Pay \u202eRTL?"}}
+        if c["name"] == "finance_approval"
+        else c
+        for c in snapshot["components"]
+    ]
+    Run.objects.filter(pk=run.pk).update(
+        blueprint_snapshot=snapshot, suspension_reason="Pay \u202eRTL?"
+    )
+    decide(run, ada, answers={"cost_center": "CC\u202e-1"})
+    client.force_login(bob)
+    page = client.get(f"/approvals/{run.run_id}/").content.decode()
+    assert "\u202e" not in page
+    assert "Pay \\u202eRTL?" in page
+    assert "CC\\u202e-1" in page
