@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.text import Truncator
 from django.views.decorators.http import require_http_methods
 
 from runs import clientip, selectors
@@ -16,7 +17,7 @@ from runs.forms import BulkDecisionForm
 from runs.gates import gate_policy
 from runs.models import Source
 from runs.permissions import signed_in
-from runs.presentation import input_summary
+from runs.presentation import inert_text, input_summary
 from runs.services.decisions import Shown, decisions_record_many
 
 REFUSALS_SHOWN = 10  # refusals listed one by one after deciding; the rest are counted
@@ -47,8 +48,8 @@ def decide_many(request: HttpRequest) -> HttpResponse:
         if recorded:
             messages.success(request, f"{verb} {recorded} run{'s' if recorded != 1 else ''}.")
         refused = [(shown, why) for shown, decision, why in outcomes if decision is None]
-        for shown, why in refused[:REFUSALS_SHOWN]:
-            messages.error(request, f"{shown.run_id[:12]}: {why}")
+        for shown, why in refused[:REFUSALS_SHOWN]:  # ids and reasons as sent: bounded, inert
+            messages.error(request, inert_text(Truncator(f"{shown.run_id[:12]}: {why}").chars(300)))
         if len(refused) > REFUSALS_SHOWN:
             messages.error(request, f"…and {len(refused) - REFUSALS_SHOWN} more refused.")
         return redirect("approvals:inbox")
@@ -99,7 +100,7 @@ def _inputs_of(data: Any) -> Any:
     """The inputs the selected runs' gate asks (from the first selected run)."""
     try:
         run_id = json.loads(data.get("selection", ""))[0][0]
-    except (ValueError, TypeError, IndexError, KeyError):
+    except (ValueError, TypeError, IndexError, KeyError, RecursionError):
         return ()
     run = selectors.run_by_id(str(run_id))
     if run is None or run.suspension is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -42,6 +42,9 @@ class DecisionForm(forms.Form):
     # Not stripped: a gate is named as NeuroCore named it, spaces and all.
     gate = forms.CharField(widget=forms.HiddenInput, strip=False)
     suspended_at = forms.DateTimeField(widget=forms.HiddenInput)
+
+    def clean_suspended_at(self) -> datetime:
+        return storable_instant(self.cleaned_data["suspended_at"])
 
     def __init__(
         self,
@@ -152,16 +155,28 @@ class BulkDecisionForm(DecisionForm):
         try:
             chosen = json.loads(self.cleaned_data["selection"])
             shown = [
-                (str(run_id), str(gate), datetime.fromisoformat(since))
+                (str(run_id), str(gate), storable_instant(datetime.fromisoformat(since)))
                 for run_id, gate, since in chosen
             ]
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError, forms.ValidationError):
             raise forms.ValidationError(
                 "The selection is damaged: choose the runs again."
             ) from None
         if not shown or len(shown) > self.LIMIT:
             raise forms.ValidationError(f"Choose between 1 and {self.LIMIT} runs.")
         return shown
+
+
+def storable_instant(value: datetime) -> datetime:
+    """``value`` if a database can compare it (an aware instant between the years 1 and
+    9999 in UTC); ``ValidationError`` otherwise (a form that was tampered with)."""
+    try:
+        if value.tzinfo is None:
+            raise ValueError("no zone")
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise forms.ValidationError("The form is damaged: reload the page.") from None
+    return value
 
 
 class ReopenForm(forms.Form):

@@ -838,3 +838,35 @@ def test_a_gates_question_and_answers_are_shown_inert(client: Client) -> None:
     assert "\u202e" not in page
     assert "Pay \\u202eRTL?" in page
     assert "CC\\u202e-1" in page
+
+
+@pytest.mark.parametrize("since", ["9999-12-31T23:59:59.999999-23:59", "0001-01-01T00:00:00+14:00"])
+def test_instants_no_database_can_hold_are_a_damaged_form_not_an_error(
+    client: Client, since: str
+) -> None:
+    (ada,) = finance("ada")
+    run = invoice()
+    client.force_login(ada)
+    one = client.post(f"/approvals/{run.run_id}/", {**form_data(run), "suspended_at": since})
+    assert one.status_code == 400
+    assert "The form is incomplete: reload the page." in one.content.decode()
+    many = client.post(
+        "/decide/",
+        {"selection": json.dumps([[run.run_id, "g", since]]), "decision": "approve"},
+        follow=True,
+    )
+    assert "choose the runs again" in many.content.decode()
+    deep = client.post(
+        "/decide/",
+        {"selection": "[" * 100_000 + "]" * 100_000, "decision": "approve"},
+        follow=True,
+    )
+    assert deep.status_code == 200
+    long_id = client.post(
+        "/decide/",
+        {"selection": json.dumps([["x" * 100_000 + "\x00", "g", "2026-11-30T10:00:00+00:00"]])},
+        follow=True,
+    )
+    assert len(long_id.content) < 50_000
+    assert "\x00" not in long_id.content.decode()
+    assert not Decision.objects.exists()
