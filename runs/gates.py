@@ -8,9 +8,11 @@ list what a policy will refuse. It reads and never writes.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parseaddr
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -136,7 +138,7 @@ class Tally:
                 and (
                     d.decided_by_id == user.pk
                     or d.seat == seat_of(user)
-                    or (d.seat.startswith("imported:") and d.seat[9:].lower() in names)
+                    or (d.seat.startswith("imported:") and comparable(d.seat[9:]) in names)
                 )
             ),
             None,
@@ -163,7 +165,7 @@ def requesters(run: Run, policy: GatePolicy) -> frozenset[str]:
     for where in policy.not_by:
         if where == REQUESTER_STARTED_BY:
             for user in _started_by(run):
-                found.update({user.get_username().lower(), (user.email or "").lower()})
+                found.update(_names(user))
             continue
         found.update(_named(run, where))
     return frozenset(found - {""})
@@ -175,9 +177,19 @@ def _named(run: Run, where: str) -> frozenset[str]:
     for key in where.partition(".")[2].split("."):
         value = value.get(key) if isinstance(value, dict) else None
     values = value if isinstance(value, list) else [value]
-    return frozenset(
-        str(item).strip().lower() for item in values if isinstance(item, str | int)
-    ) - {""}
+    found: set[str] = set()
+    for item in values:
+        if isinstance(item, str | int) and not isinstance(item, bool):
+            text = comparable(str(item))
+            found.add(text)
+            found.add(comparable(parseaddr(text)[1]))  # "Ada Lovelace <ada@example.com>"
+    return frozenset(found - {""})
+
+
+def comparable(name: str) -> str:
+    """A username or an address as compared: compatibility-normalised (full-width
+    letters as ASCII), case-folded, without the spaces around it."""
+    return unicodedata.normalize("NFKC", name).casefold().strip()
 
 
 def _started_by(run: Run) -> list[User]:
@@ -236,7 +248,7 @@ def is_overdue(policy: GatePolicy, suspension: Suspension, *, at: datetime) -> b
 
 
 def _names(user: User) -> set[str]:
-    return {name for name in (user.get_username().lower(), (user.email or "").lower()) if name}
+    return {comparable(name) for name in (user.get_username(), user.email or "")} - {""}
 
 
 def _group_names(user: User) -> set[str]:

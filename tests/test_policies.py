@@ -237,6 +237,22 @@ def test_only_the_policys_groups_may_decide_superusers_included() -> None:
     assert not Decision.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "requested_by",
+    [
+        "Rita Lovelace <rita@example.com>",
+        "\uff52\uff49\uff54\uff41",  # full-width letters
+        "  RITA@Example.COM\t",
+        ["someone", "Rita"],
+    ],
+)
+def test_the_requester_is_recognised_however_written(requested_by: Any) -> None:
+    (rita,) = finance("rita")
+    run = invoice(requested_by=requested_by)
+    with pytest.raises(DecisionRefused, match="rita requested this run"):
+        decide(run, rita, answers=ANSWER)
+
+
 def test_the_requester_may_not_decide_their_own_run() -> None:
     (rita,) = finance("rita")
     run = invoice(requested_by="RITA@example.com")  # matched without case
