@@ -43,10 +43,19 @@ def decide_many(request: HttpRequest) -> HttpResponse:
             answers=form.answers,
             client_address=clientip.client_address(request),
         )
-        recorded = sum(1 for _, decision, _ in outcomes if decision is not None)
+        made = [decision for _, decision, _ in outcomes if decision is not None]
         verb = "Approved" if form.approved else "Rejected"
-        if recorded:
-            messages.success(request, f"{verb} {recorded} run{'s' if recorded != 1 else ''}.")
+        if made:
+            unsettled = sum(1 for decision in made if not decision.settles)
+            more = (
+                f" {unsettled} of them still need{'s' if unsettled == 1 else ''} more "
+                "approvals from other people."
+                if unsettled
+                else ""
+            )
+            messages.success(
+                request, f"{verb} {len(made)} run{'s' if len(made) != 1 else ''}.{more}"
+            )
         refused = [(shown, why) for shown, decision, why in outcomes if decision is None]
         for shown, why in refused[:REFUSALS_SHOWN]:  # ids and reasons as sent: bounded, inert
             messages.error(request, inert_text(Truncator(f"{shown.run_id[:12]}: {why}").chars(300)))

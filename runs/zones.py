@@ -76,13 +76,33 @@ def reader_zone(*, chosen: str, browser: object) -> ReaderZone:
     return default_zone()
 
 
+# The regions of the zones people live in; others (Etc/GMT+1, which is UTC-01:00,
+# Factory, localtime, posix/…, US/… aliases) would only mislead in a list to choose from.
+CHOSEN_REGIONS = frozenset(
+    {
+        "Africa",
+        "America",
+        "Antarctica",
+        "Arctic",
+        "Asia",
+        "Atlantic",
+        "Australia",
+        "Europe",
+        "Indian",
+        "Pacific",
+    }
+)
+
+
 def zone_choices(*, now: datetime | None = None) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Every zone for a select, grouped by region and named by city, each with its
-    offset now: ``("Asia", [("Asia/Tokyo", "Tokyo (UTC+09:00)"), …])``. Typing a
-    city's first letters in the closed select finds it."""
+    """The zones people live in, and UTC, for a select: grouped by region and named by
+    city, each with its offset now: ``("Asia", [("Asia/Tokyo", "Tokyo (UTC+09:00)"),
+    …])``. Typing a city's first letters in the closed select finds it."""
     now = now or timezone.now()
     groups: dict[str, list[tuple[str, str]]] = {}
     for name in sorted(zone_names()):
+        if name != "UTC" and name.partition("/")[0] not in CHOSEN_REGIONS:
+            continue
         region, _, place = name.partition("/")
         if not place:
             region, place = "Other", name

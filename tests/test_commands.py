@@ -161,7 +161,7 @@ def test_approve_records_a_cli_decision_by_the_named_user() -> None:
     ("by", "message"),
     [
         ([], "Rejection failed: name the console user who decides with --by (username or email)."),
-        (["--by", "cfo@example.com"], "No active console user is 'cfo@example.com'."),
+        (["--by", "cfo@example.com"], "No active console user is 'cfo@example.com': name who"),
     ],
 )
 def test_a_decision_needs_a_console_user_who_may_decide(by: list[str], message: str) -> None:

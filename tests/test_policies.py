@@ -557,6 +557,8 @@ def test_runs_approve_takes_inputs_and_a_principal(capsys: Any) -> None:
     )  # fmt: skip
     assert "needs more approvals" in capsys.readouterr().out
     assert Decision.objects.get().answers == {"cost_center": "CC-3", "amount_approved": 99.5}
+    with pytest.raises(CommandError, match="name the person you decide for with --for"):
+        call_command("runs", "approve", run.run_id, "--by", "dora", "--for", "nobody")
     with pytest.raises(CommandError, match="Use KEY=VALUE"):
         call_command("runs", "approve", run.run_id, "--by", "dora", "--input", "nonsense")
     with pytest.raises(CommandError, match="Cost center: required to approve"):
@@ -685,7 +687,7 @@ def test_an_approver_decides_runs_at_the_same_gate_together(client: Client) -> N
         },
         follow=True,
     ).content.decode()
-    assert "Approved 2 runs." in done
+    assert "Approved 2 runs. 1 of them still needs more approvals from other people." in done
     made = Decision.objects.filter(decided_by=ada).order_by("run_id")
     assert sorted(d.run_id for d in made) == sorted([first.run_id, second.run_id])
     assert {d.note for d in made} == {"Batch checked"}

@@ -10,7 +10,9 @@ import json
 import math
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, OutputWrapper
+from django.db.models import Q
 from neurocore.persistence import RunRecord, StepRecord
 from rich.cells import cell_len
 from rich.markup import escape as markup_escape
@@ -46,6 +48,29 @@ def terminal_text(value: str, *, markup: bool = False, multiline: bool = False) 
 def status_text(status: str) -> str:
     color = TERMINAL_STATUS_COLORS.get(status, "white")
     return f"[{color}]{terminal_text(status, markup=True)}[/{color}]"
+
+
+def console_user(name: str, *, flag: str, purpose: str) -> Any:
+    """The active console user ``name`` (a username, or an email in any case) names.
+
+    Raises ``CommandError`` (exit 1) naming ``flag`` when it names nobody active.
+    """
+    wanted = name.strip()
+    user = (
+        get_user_model()
+        .objects.filter(Q(username=wanted) | Q(email__iexact=wanted), is_active=True)
+        .order_by("pk")
+        .first()
+        if wanted
+        else None
+    )
+    if user is None:
+        raise CommandError(
+            f"No active console user is {terminal_text(name)!r}: name {purpose} with "
+            f"{flag} (a username or an email).",
+            returncode=FAILURE,
+        )
+    return user
 
 
 def parse_data(items: list[str]) -> dict[str, str]:

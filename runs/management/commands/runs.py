@@ -17,10 +17,8 @@ import time
 from pathlib import Path
 from typing import IO, Any, ClassVar, cast
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q
 from rich.console import Console
 from rich.panel import Panel
 from rich.syntax import Syntax
@@ -33,6 +31,7 @@ from runs.management.terminal import (
     USAGE_ERROR,
     RawStream,
     box_table,
+    console_user,
     inspection,
     parse_data,
     terminal_text,
@@ -183,6 +182,10 @@ class Command(TransferCommands, BaseCommand):
             )
         return matches[0]
 
+    def principal(self, name: str) -> Any:
+        """The active console user ``--for`` names."""
+        return console_user(name, flag="--for", purpose="the person you decide for")
+
     def actor(self, by: str) -> tuple[Any, str | None]:
         """The active console user named by ``--by`` (username or email), and the identity
         to record; without ``--by``, no user and the operating-system user's name.
@@ -192,22 +195,7 @@ class Command(TransferCommands, BaseCommand):
         """
         if not by:
             return None, f"{getpass.getuser()} (OS user)"
-        name = by.strip()
-        user = (
-            get_user_model()
-            .objects.filter(Q(username=name) | Q(email__iexact=name), is_active=True)
-            .order_by("pk")
-            .first()
-            if name
-            else None
-        )
-        if user is None:
-            raise CommandError(
-                f"No active console user is {terminal_text(by)!r}. Name one with --by "
-                "(username or email), or leave --by out to act as the operating-system user.",
-                returncode=FAILURE,
-            )
-        return user, None  # recorded as the user is known (their email)
+        return console_user(by, flag="--by", purpose="who acts"), None
 
     # -- subcommands ----------------------------------------------------------------------
     def handle_list(
@@ -324,7 +312,7 @@ class Command(TransferCommands, BaseCommand):
             actor=user,
             source=Source.CLI,
             answers=parse_data(input),
-            on_behalf_of=self.actor(on_behalf_of)[0] if on_behalf_of else None,
+            on_behalf_of=self.principal(on_behalf_of) if on_behalf_of else None,
         )
         action = "rejected" if reject else "approved"
         self.render(f"[green]Run {action}.[/green]")
