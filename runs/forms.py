@@ -223,13 +223,21 @@ class DelegationForm(forms.Form):
         help_text="The username or email of an approver. They decide your runs in your "
         "place, recorded as “them for you”.",
     )
+    # Typed as ISO (2026-12-01 09:00), in the reader's zone: a browser's date picker
+    # would show its own locale's order (12/01/2026).
     starts_at = forms.DateTimeField(
         label="From",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="YYYY-MM-DD HH:MM, in your time zone.",
+        widget=forms.DateTimeInput(
+            format="%Y-%m-%d %H:%M", attrs={"placeholder": "YYYY-MM-DD HH:MM", "size": 16}
+        ),
     )
     ends_at = forms.DateTimeField(
         label="Until",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="YYYY-MM-DD HH:MM, in your time zone.",
+        widget=forms.DateTimeInput(
+            format="%Y-%m-%d %H:%M", attrs={"placeholder": "YYYY-MM-DD HH:MM", "size": 16}
+        ),
     )
     note = forms.CharField(
         required=False,

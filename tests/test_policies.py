@@ -627,8 +627,8 @@ def test_the_out_of_office_page_names_and_ends_a_delegate(client: Client) -> Non
     start = timezone.localtime()
     form = {
         "delegate": "DORA@example.com",
-        "starts_at": start.strftime("%Y-%m-%dT%H:%M"),
-        "ends_at": (start + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M"),
+        "starts_at": start.strftime("%Y-%m-%d %H:%M"),
+        "ends_at": (start + timedelta(days=3)).strftime("%Y-%m-%d %H:%M"),
         "note": "Holiday",
     }
     done = client.post("/away/", form, follow=True).content.decode()
