@@ -168,6 +168,15 @@ def _words(text: str) -> str:
     return text.replace("\xa0", " ")  # Django's non-breaking spaces, plain for emails
 
 
+def policy_paragraph(policy: GatePolicy, progress: str) -> str:
+    """How a gate is decided and where it stands, as an email paragraph ("" when it
+    asks for nothing beyond one approval and none is in)."""
+    lines = ([progress] if progress else []) + policy.summary()
+    if not lines:
+        return ""
+    return "How it is decided:\n" + "".join(f"    {line}\n" for line in lines) + "\n"
+
+
 def deadline_sentences(
     policy: GatePolicy, since: datetime, *, now: datetime, zone: tzinfo | None = None
 ) -> list[str]:

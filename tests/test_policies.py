@@ -888,3 +888,22 @@ def test_instants_no_database_can_hold_are_a_damaged_form_not_an_error(
     assert len(long_id.content) < 50_000
     assert "\x00" not in long_id.content.decode()
     assert not Decision.objects.exists()
+
+
+def test_the_announcement_goes_to_whom_the_policy_lets_decide_and_says_how(
+    settings: Any,
+) -> None:
+    from django.core import mail
+
+    from runs.services.notifications import suspensions_announce
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    finance("ada", "rita")
+    make_user("olga", "Approvers")  # not in Finance
+    invoice(requested_by="rita@example.com")
+    suspensions_announce()
+    assert [message.to for message in mail.outbox] == [["ada@example.com"]]
+    body = mail.outbox[0].body
+    assert "How it is decided:\n    0 of 2 approvals\n" in body
+    assert "    Needs 2 approvals from different people.\n" in body
+    assert "    Only members of Finance may decide.\n" in body

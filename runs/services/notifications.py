@@ -51,7 +51,7 @@ from runs.gates import decide_refusal, gate_policy, tally_of
 from runs.models import Run, SuspensionNotice
 from runs.permissions import can_decide
 from runs.policies import GatePolicy
-from runs.presentation import deadline_sentences, inert_text, instant_text
+from runs.presentation import deadline_sentences, inert_text, instant_text, policy_paragraph
 from runs.zones import zone_named
 
 logger = logging.getLogger(__name__)
@@ -109,18 +109,20 @@ def approvers_of(run: Run) -> list[Any]:
     return [user for user in candidates if can_decide(user, run)]
 
 
-def deciders_of(run: Run, policy: GatePolicy) -> list[Any]:
+def deciders_of(run: Run, policy: GatePolicy) -> tuple[list[Any], str]:
     """Of ``approvers_of(run)``, those the gate's policy lets decide now (its groups,
-    not the requester, not who already decided)."""
+    not the requester, not who already decided), and where its decisions stand
+    ("1 of 2 approvals — ada approved")."""
     suspension = run.suspension
     if suspension is None:
-        return []
+        return [], ""
     tally = tally_of(run.run_id, suspension, policy)
-    return [
+    deciders = [
         user
         for user in approvers_of(run)
         if not decide_refusal(user, run, suspension=suspension, tally=tally)
     ]
+    return deciders, tally.progress
 
 
 def zone_of(user: Any) -> tzinfo:
@@ -310,7 +312,7 @@ def _send(run: Run) -> tuple[int, list[str]]:
     other errors of the mail server propagate.
     """
     policy = gate_policy(run, run.suspended_at_node or "")
-    recipients = deciders_of(run, policy)
+    recipients, progress = deciders_of(run, policy)
     if not recipients:
         return 0, []
     link = review_url(run.run_id)
@@ -326,7 +328,7 @@ def _send(run: Run) -> tuple[int, list[str]]:
                 f"Run {run.run_id} of {run.blueprint_name} waits for your decision at "
                 f"'{run.suspended_at_node}' since {instant_text(run.updated_at, zone)}:"
                 f"\n\n    {run.suspension_reason or ''}\n\n"
-                f"{deadlines}"
+                f"{policy_paragraph(policy, progress)}{deadlines}"
                 f"Review it and approve or reject: {link}\n"
             )
             message = EmailMessage(subject=subject, body=body, to=[user.email])

@@ -109,7 +109,7 @@ def deadline_remind(*, deadline: GateDeadline, now: datetime) -> int:
         for user, escalated in deciders_now(run, suspension, tally, at=now)
     ]
     try:
-        sent = _send(run, suspension, policy, recipients, now)
+        sent = _send(run, suspension, policy, recipients, now, tally.progress)
     except DATABASE_LOST:
         raise
     except (OSError, smtplib.SMTPException) as error:  # the server: try again later
@@ -147,6 +147,7 @@ def _send(
     policy: GatePolicy,
     recipients: list[tuple[User, bool]],
     now: datetime,
+    progress: str,
 ) -> int:
     """Email each recipient the reminder or the escalation, on one connection.
 
@@ -168,7 +169,7 @@ def _send(
             )
             message = EmailMessage(
                 subject=reminder_subject(run, escalated=escalated, due_at=due_at, now=now),
-                body=_body(run, suspension, policy, escalated, deadlines, link, zone),
+                body=_body(run, suspension, policy, escalated, deadlines, progress, link, zone),
                 to=[user.email],
             )
             try:
@@ -186,6 +187,7 @@ def _body(
     policy: GatePolicy,
     escalated: bool,
     deadlines: str,
+    progress: str,
     link: str,
     zone: tzinfo,
 ) -> str:
@@ -195,9 +197,10 @@ def _body(
         if escalated
         else ""
     )
+    standing = f"    {progress}\n\n" if progress else ""  # "1 of 2 approvals — ada approved"
     return (
         f"Run {run.run_id} of {run.blueprint_name} has waited for a decision at "
         f"'{suspension.gate}' since {instant_text(suspension.since, zone)}:\n\n"
-        f"    {suspension.message}\n\n{deadlines}\n\n{why}"
+        f"    {suspension.message}\n\n{deadlines}\n\n{standing}{why}"
         f"Review it and approve or reject: {link}\n"
     )
