@@ -41,7 +41,8 @@ def main() -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 860})
-        log_in(page, base, "ada", "demo-approver-pass")
+        # Bob, in Finance: the large payment Ada approved waits for his approval.
+        log_in(page, base, "bob", "demo-approver-pass")
         page.screenshot(path=out / "inbox.png", full_page=True)
         page.get_by_role("link", name="Review").first.click()
         page.wait_for_load_state()
