@@ -890,14 +890,11 @@ def test_instants_no_database_can_hold_are_a_damaged_form_not_an_error(
     assert not Decision.objects.exists()
 
 
-def test_the_announcement_goes_to_whom_the_policy_lets_decide_and_says_how(
-    settings: Any,
-) -> None:
+def test_the_announcement_goes_to_whom_the_policy_lets_decide_and_says_how() -> None:
     from django.core import mail
 
     from runs.services.notifications import suspensions_announce
 
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     finance("ada", "rita")
     make_user("olga", "Approvers")  # not in Finance
     invoice(requested_by="rita@example.com")
