@@ -111,6 +111,8 @@ def _inputs_of(data: Any) -> Any:
         run_id = json.loads(data.get("selection", ""))[0][0]
     except (ValueError, TypeError, IndexError, KeyError, RecursionError):
         return ()
+    if not selectors.storable(str(run_id)):  # the form refuses it: a damaged selection
+        return ()
     run = selectors.run_by_id(str(run_id))
     if run is None or run.suspension is None:
         return ()

@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from django.db import models
 
 from runs.policies import InputSpec
+from runs.selectors import storable
 from runs.services.decisions import NOTE_MAX_LENGTH
 from runs.zones import zone_choices
 
@@ -164,6 +165,9 @@ class BulkDecisionForm(DecisionForm):
             ) from None
         if not shown or len(shown) > self.LIMIT:
             raise forms.ValidationError(f"Choose between 1 and {self.LIMIT} runs.")
+        if not all(storable(run_id) and storable(gate) for run_id, gate, _ in shown):
+            # NUL or a lone surrogate: no run has such an id, and the database refuses it.
+            raise forms.ValidationError("The selection is damaged: choose the runs again.")
         return shown
 
 
