@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.text import Truncator
@@ -16,7 +17,7 @@ from runs import clientip, selectors
 from runs.forms import BulkDecisionForm
 from runs.gates import gate_policy
 from runs.models import Source
-from runs.permissions import signed_in
+from runs.permissions import can_decide, signed_in
 from runs.presentation import inert_text, input_summary
 from runs.services.decisions import Shown, decisions_record_many
 
@@ -28,6 +29,8 @@ def decide_many(request: HttpRequest) -> HttpResponse:
     """GET ``?run=…&run=…``: the runs, and what each gate's policy will refuse, before
     confirming; POST: decide each of them."""
     user = signed_in(request.user)
+    if not can_decide(user):
+        raise PermissionDenied("Only people who approve or reject runs decide them together.")
     if request.method == "POST":
         form = BulkDecisionForm(request.POST, inputs=_inputs_of(request.POST))
         if not form.is_valid():

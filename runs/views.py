@@ -101,7 +101,7 @@ def review(request: HttpRequest, run_id: str) -> HttpResponse:
         return _short_id(run_id)
     run = _run_or_404(run_id)
     gate = selectors.gate_review(run, request.user)
-    may_decide = can_decide(request.user, run) or bool(gate and gate.deciding_as)
+    may_decide = can_decide(request.user, run)
     form = None
     status = 200
     if request.method == "POST":

@@ -924,3 +924,49 @@ def test_an_answer_with_a_nul_character_is_kept_on_both_databases() -> None:
     decision = decide(run, ada, answers={"cost_center": "CC\x00-1"})
     decision.refresh_from_db()
     assert decision.answers == {"cost_center": "CC\x00-1"}
+
+
+def test_deciding_together_is_for_approvers_only(client: Client, viewer: Any) -> None:
+    """The page lists runs' inputs: nobody without the right to decide sees it."""
+    run = invoice()
+    client.force_login(make_user("nobody"))
+    assert client.get("/decide/", {"run": [run.run_id]}).status_code == 403
+    client.force_login(viewer)
+    assert client.get("/decide/", {"run": [run.run_id]}).status_code == 403
+    assert client.post("/decide/", {"selection": "[]"}).status_code == 403
+
+
+def test_delegations_are_read_only_in_the_admin_and_ended_through_the_service(
+    admin_client: Client,
+) -> None:
+    (ada,) = finance("ada")
+    now = timezone.now()
+    delegation = delegation_create(
+        principal=ada,
+        delegate=make_user("dora", "Approvers"),
+        starts_at=now,
+        ends_at=now + timedelta(days=1),
+        actor=ada,
+    )
+    assert admin_client.get("/admin/runs/delegation/add/").status_code == 403
+    assert admin_client.get(f"/admin/runs/delegation/{delegation.pk}/delete/").status_code == 403
+    admin_client.post(
+        "/admin/runs/delegation/",
+        {"action": "end_now", "_selected_action": [delegation.pk]},
+    )
+    delegation.refresh_from_db()
+    assert delegation.ends_at <= timezone.now()
+    assert AccessChange.objects.filter(kind=AccessChange.Kind.DELEGATION_ENDED).exists()
+
+
+def test_only_approvers_name_delegates() -> None:
+    vera = make_user("vera", "Viewers")
+    now = timezone.now()
+    with pytest.raises(PermissionDenied, match="Only people who approve"):
+        delegation_create(
+            principal=vera,
+            delegate=make_user("dora", "Approvers"),
+            starts_at=now,
+            ends_at=now + timedelta(days=1),
+            actor=vera,
+        )

@@ -16,8 +16,9 @@ from runs import (
     converters,  # noqa: F401 — registers <run_id:…>
 )
 from runs.admin.base import ConsoleModelAdmin
+from runs.errors import ConsoleError
 from runs.models import AccessChange, ApprovalPolicy, BlueprintScope, Delegation
-from runs.permissions import signed_in
+from runs.permissions import can_administer_access, signed_in
 from runs.policies import declared_policy, parse_duration
 from runs.services.access import (
     access_change_record,
@@ -26,6 +27,7 @@ from runs.services.access import (
     access_state,
 )
 from runs.services.deadlines import deadlines_recompute
+from runs.services.delegations import delegation_end
 
 
 class AccessAuditedAdmin(ConsoleModelAdmin):
@@ -200,11 +202,32 @@ class ApprovalPolicyAdmin(AccessAuditedAdmin):
 
 
 @admin.register(Delegation)
-class DelegationAdmin(AccessAuditedAdmin):
-    """Who decides for whom, when: an administrator's view of every delegation."""
+class DelegationAdmin(ConsoleModelAdmin):
+    """Who decides for whom, when: every delegation, read-only. People name delegates on
+    their out-of-office page (``runs.services.delegations``); an administrator may
+    end one here, through the same service (the row stays, for the audit)."""
 
     list_display = ["principal", "delegate", "starts_at", "ends_at", "note"]
     list_select_related = ["principal", "delegate"]
     search_fields = ["principal__username", "delegate__username"]
-    raw_id_fields = ["principal", "delegate"]
-    readonly_fields = ["created_at"]
+    actions = ["end_now"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_end_permission(self, request: HttpRequest) -> bool:
+        return can_administer_access(request.user)
+
+    @admin.action(description="End the selected delegations now", permissions=["end"])
+    def end_now(self, request: HttpRequest, queryset: QuerySet[Delegation]) -> None:
+        for delegation in queryset:
+            try:
+                delegation_end(delegation_id=delegation.pk, actor=signed_in(request.user))
+            except ConsoleError as error:
+                self.message_user(request, f"{delegation}: {error}", level="warning")

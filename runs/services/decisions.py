@@ -82,10 +82,8 @@ def decision_record(
                     approvers=[d.decider for d in tally.approvals] if closing.approved else (),
                 )
         elif (shown := decision_on(run.run_id, shown_gate, shown_suspended_at)) is not None:
-            moved_on = suspension is not None
-            raise AlreadyDecided(
-                shown, now_waiting_at=suspension.gate if suspension and moved_on else None
-            )
+            # The run moved on since (or ended): say where it waits now, if anywhere.
+            raise AlreadyDecided(shown, now_waiting_at=suspension.gate if suspension else None)
         if suspension is None or not suspension.is_approval:
             raise DecisionRefused(
                 f"This run is {run.get_status_display().lower()}, not waiting for a decision. "

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from runs.errors import ConsoleError, when
 from runs.models import AccessChange, Delegation
+from runs.permissions import can_administer_access
 from runs.services.access import access_change_record, access_state
 
 LONGEST = timedelta(days=366)  # a delegation is for an absence, not a standing grant
@@ -38,8 +39,10 @@ def delegation_create(
     and scopes), the period ends before it starts, has already ended, is longer
     than a year, or overlaps another delegation to the same person.
     """
-    if actor.pk != principal.pk and not actor.is_superuser:
+    if actor.pk != principal.pk and not can_administer_access(actor):
         raise PermissionDenied("You may name delegates only for yourself.")
+    if not principal.has_perm("runs.approve_run"):
+        raise PermissionDenied("Only people who approve or reject runs name delegates.")
     if delegate.pk == principal.pk:
         raise ConsoleError("Name someone else: you cannot be your own delegate.")
     if not delegate.is_active:
@@ -100,9 +103,10 @@ def delegation_end(*, delegation_id: int, actor: User) -> Delegation:
         )
         if delegation is None:
             raise ConsoleError("No such delegation.")
-        if actor.pk not in (delegation.principal_id, delegation.delegate_id) and not (
-            actor.is_superuser
-        ):
+        if actor.pk not in (
+            delegation.principal_id,
+            delegation.delegate_id,
+        ) and not can_administer_access(actor):
             raise PermissionDenied(
                 "Only its principal, its delegate or an administrator may end it."
             )
