@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from runs import clientip, selectors
 from runs.forms import BulkDecisionForm
-from runs.gates import gate_policy
+from runs.gates import console_policies, gate_policy
 from runs.models import Source
 from runs.permissions import can_decide, signed_in
 from runs.presentation import inert_text, input_summary
@@ -76,8 +76,9 @@ def decide_many(request: HttpRequest) -> HttpResponse:
         )
         return redirect("approvals:inbox")
     rows = []
+    policies = console_policies()  # once for every run listed
     for run in runs:
-        review = selectors.gate_review(run, user)
+        review = selectors.gate_review(run, user, policies=policies)
         allowed = review is not None and review.open and user in review.deciding_as
         refusal = (
             ""

@@ -251,7 +251,8 @@ def _names(user: User) -> set[str]:
     return {comparable(name) for name in (user.get_username(), user.email or "")} - {""}
 
 
-def _group_names(user: User) -> set[str]:
+def group_names(user: User) -> set[str]:
+    """The names of ``user``'s groups (read once, cached on the user object)."""
     if "_console_group_names" not in user.__dict__:
         user.__dict__["_console_group_names"] = set(user.groups.values_list("name", flat=True))
     return user.__dict__["_console_group_names"]
@@ -290,7 +291,7 @@ def decide_refusal(
         return "You may not approve or reject this run."
     overdue = is_overdue(policy, suspension, at=at)
     groups = policy.deciding_groups(overdue=overdue)
-    if groups is not None and not (groups & _group_names(person)):
+    if groups is not None and not (groups & group_names(person)):
         escalation = (
             f" Once it is overdue ({duration_words(policy.due)} after it began to wait), "
             f"{', '.join(sorted(policy.escalate_to))} may decide too."

@@ -154,7 +154,7 @@ def review(request: HttpRequest, run_id: str) -> HttpResponse:
 def _decided_message(decision: Decision) -> str:
     if not decision.approved:
         return "Rejected. The run ends as rejected once the worker has recorded it."
-    if getattr(decision, "resumption", None) is None:
+    if not decision.settles:
         return "Approved. The gate needs more approvals: the run waits for them."
     return "Approved. The run continues in the background."
 

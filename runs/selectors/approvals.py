@@ -23,7 +23,15 @@ from runs.gates import (
     principals_of,
     tally_of,
 )
-from runs.models import Decision, Delegation, GateDeadline, Run, RunAction, Step
+from runs.models import (
+    ApprovalPolicy,
+    Decision,
+    Delegation,
+    GateDeadline,
+    Run,
+    RunAction,
+    Step,
+)
 from runs.permissions import DECIDE, AnyUser, allowed_blueprints, can_decide, can_view_runs
 from runs.policies import GatePolicy
 from runs.rules import check_action
@@ -147,14 +155,17 @@ class GateReview:
         return self.policy.expires_at(self.since)
 
 
-def gate_review(run: Run, user: AnyUser) -> GateReview | None:
+def gate_review(
+    run: Run, user: AnyUser, *, policies: list[ApprovalPolicy] | None = None
+) -> GateReview | None:
     """How ``user`` stands toward the approval gate ``run`` waits at (None if it waits
     at none). Reads the console's policies, the suspension's decisions and the
-    user's delegations (a few queries, whatever the run)."""
+    user's delegations (a few queries, whatever the run). ``policies``: the
+    console's, when already read (for many runs at once)."""
     suspension = run.suspension
     if suspension is None or not suspension.is_approval:
         return None
-    policy = gate_policy(run, suspension.gate)
+    policy = gate_policy(run, suspension.gate, policies=policies)
     tally = tally_of(run.run_id, suspension, policy)
     options = deciding_as(user, run)
     refusal = ""

@@ -67,7 +67,7 @@ def decision_record(
         raise DecisionRefused(f"The note is {len(note)} characters; at most {NOTE_MAX_LENGTH}.")
     with transaction.atomic():
         run = locked_run(run_id)
-        if on_behalf_of is None and not can_decide(actor, run):
+        if not can_decide(actor, run):  # a delegate decides with their own role too
             raise PermissionDenied("You may not approve or reject this run.")
         suspension = run.suspension
         if suspension is not None and (suspension.gate, suspension.since) == (

@@ -47,10 +47,9 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from runs.gates import decide_refusal, gate_policy, tally_of
-from runs.models import Run, SuspensionNotice
+from runs.gates import Tally, decide_refusal, gate_policy, tally_of
+from runs.models import Run, Suspension, SuspensionNotice
 from runs.permissions import can_decide
-from runs.policies import GatePolicy
 from runs.presentation import deadline_sentences, inert_text, instant_text, policy_paragraph
 from runs.zones import zone_named
 
@@ -109,20 +108,15 @@ def approvers_of(run: Run) -> list[Any]:
     return [user for user in candidates if can_decide(user, run)]
 
 
-def deciders_of(run: Run, policy: GatePolicy) -> tuple[list[Any], str]:
-    """Of ``approvers_of(run)``, those the gate's policy lets decide now (its groups,
-    not the requester, not who already decided), and where its decisions stand
-    ("1 of 2 approvals — ada approved")."""
-    suspension = run.suspension
-    if suspension is None:
-        return [], ""
-    tally = tally_of(run.run_id, suspension, policy)
-    deciders = [
+def deciders_at(run: Run, suspension: Suspension, tally: Tally, *, at: datetime) -> list[Any]:
+    """Of ``approvers_of(run)``, those the gate's policy (``tally.policy``) lets decide
+    ``suspension`` at ``at``: its groups (and, once overdue, its escalation groups),
+    not the requester, not who already decided."""
+    return [
         user
         for user in approvers_of(run)
-        if not decide_refusal(user, run, suspension=suspension, tally=tally)
+        if not decide_refusal(user, run, suspension=suspension, tally=tally, at=at)
     ]
-    return deciders, tally.progress
 
 
 def zone_of(user: Any) -> tzinfo:
@@ -311,8 +305,13 @@ def _send(run: Run) -> tuple[int, list[str]]:
     recipient for good), why. Raises ``Unmailable`` when that is every approver;
     other errors of the mail server propagate.
     """
-    policy = gate_policy(run, run.suspended_at_node or "")
-    recipients, progress = deciders_of(run, policy)
+    suspension = run.suspension
+    if suspension is None:
+        return 0, []
+    policy = gate_policy(run, suspension.gate)
+    tally = tally_of(run.run_id, suspension, policy)
+    recipients = deciders_at(run, suspension, tally, at=timezone.now())
+    progress = tally.progress
     if not recipients:
         return 0, []
     link = review_url(run.run_id)

@@ -28,14 +28,14 @@ from django.contrib.auth.models import User
 from django.core.mail import EmailMessage, mailers
 from django.db.models import F
 
-from runs.gates import Tally, decide_refusal, gate_policy, tally_of
+from runs.gates import Tally, gate_policy, group_names, tally_of
 from runs.models import GateDeadline, Run, Suspension
 from runs.policies import GatePolicy
 from runs.presentation import deadline_sentences, due_words, inert_text, instant_text
 from runs.services.notifications import (
     DATABASE_LOST,
     SUBJECT_LENGTH,
-    approvers_of,
+    deciders_at,
     one_line,
     review_url,
     zone_of,
@@ -58,15 +58,11 @@ def deciders_now(
 ) -> list[tuple[User, bool]]:
     """Who may decide ``suspension`` at ``at`` and has an email address, each with
     whether they may only because it is overdue (an escalation group's member)."""
-    policy = tally.policy
-    found = []
-    for user in approvers_of(run):
-        if decide_refusal(user, run, suspension=suspension, tally=tally, at=at):
-            continue
-        groups = set(user.groups.values_list("name", flat=True))
-        escalated = policy.approvers is not None and not (groups & policy.approvers)
-        found.append((user, escalated))
-    return found
+    approvers = tally.policy.approvers
+    return [
+        (user, approvers is not None and not (group_names(user) & approvers))
+        for user in deciders_at(run, suspension, tally, at=at)
+    ]
 
 
 def deadline_remind(*, deadline: GateDeadline, now: datetime) -> int:

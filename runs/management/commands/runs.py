@@ -316,7 +316,7 @@ class Command(TransferCommands, BaseCommand):
         )
         action = "rejected" if reject else "approved"
         self.render(f"[green]Run {action}.[/green]")
-        self.follow(getattr(decision, "resumption", None), wait=wait, verb="Resume")
+        self.follow(decision.resumption if decision.settles else None, wait=wait, verb="Resume")
 
     def handle_reopen(self, *, run_id: str, reason: str, by: str, wait: bool, **_: Any) -> None:
         run = self.resolve(run_id)
